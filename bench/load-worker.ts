@@ -1,0 +1,81 @@
+import { Agent, request } from "node:https";
+import { parentPort, workerData } from "node:worker_threads";
+
+/**
+ * A bounded closed-loop load generator: `concurrency` requests in flight over
+ * kept-alive mTLS connections, for `durationMs`, then it stops by itself.
+ */
+interface LoadSpec {
+  url: string;
+  ca: string;
+  cert: string;
+  key: string;
+  bodies: string[];
+  concurrency: number;
+  durationMs: number;
+  warmupMs: number;
+}
+
+const spec = workerData as LoadSpec;
+const agent = new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, cert: spec.cert, key: spec.key });
+let completed = 0;
+let failed = 0;
+let firstError = "";
+const latencies: number[] = [];
+let measuring = false;
+const started = Date.now();
+const deadline = started + spec.warmupMs + spec.durationMs;
+
+function one(i: number): Promise<void> {
+  return new Promise((resolve) => {
+    const body = spec.bodies[i % spec.bodies.length]!;
+    const t0 = performance.now();
+    const req = request(spec.url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        if (measuring) {
+          if (res.statusCode === 200) {
+            completed++;
+            latencies.push(performance.now() - t0);
+          } else {
+            failed++;
+            firstError ||= `${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`;
+          }
+        }
+        resolve();
+      });
+    });
+    req.on("error", (error) => {
+      if (measuring) failed++;
+      firstError ||= error.message;
+      resolve();
+    });
+    req.end(body);
+  });
+}
+
+async function loop(worker: number): Promise<void> {
+  let i = worker;
+  while (Date.now() < deadline) {
+    await one(i);
+    i += spec.concurrency;
+  }
+}
+
+setTimeout(() => {
+  measuring = true;
+}, spec.warmupMs);
+const t0 = Date.now();
+await Promise.all(Array.from({ length: spec.concurrency }, (_, w) => loop(w)));
+agent.destroy();
+latencies.sort((a, b) => a - b);
+const measuredSeconds = (Date.now() - t0 - spec.warmupMs) / 1000;
+parentPort!.postMessage({
+  completed,
+  failed,
+  firstError,
+  perSecond: completed / measuredSeconds,
+  p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0,
+  p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,
+});

@@ -1,0 +1,134 @@
+import "reflect-metadata";
+import { webcrypto } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import * as x509lib from "@peculiar/x509";
+import { generateKeyAndCsr, joinWithToken, readCredentials } from "../src/agent/index.js";
+import { readIdentityFile } from "../src/client/identity-file.js";
+import { MandateClient } from "../src/client/http-client.js";
+import { EC_P256, randomSerial, x509 } from "../src/identity/x509-util.js";
+import { startControlPlane } from "../src/server/index.js";
+import { measureOpensslCeiling } from "./openssl-ceiling.js";
+
+/**
+ * Issuance and JWT-SVID minting speed, each reported as a ratio to the machine's own
+ * ECDSA P-256 ceiling measured by openssl in the same run, with the certificate
+ * library's own leaf-building rate as the baseline the DER template replaces.
+ *   npm run bench            (BENCH_SECONDS=10 for longer runs)
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+
+function runLoad(spec: object): Promise<{ completed: number; failed: number; firstError: string; perSecond: number; p50: number; p99: number }> {
+  const worker = new Worker(fileURLToPath(new URL("./load-worker.js", import.meta.url)), { workerData: spec });
+  return new Promise((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+}
+
+async function libraryLeafRate(seconds: number): Promise<number> {
+  const issuerKeys = (await webcrypto.subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const leafKeys = (await webcrypto.subtle.generateKey(EC_P256, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
+  const deadline = Date.now() + seconds * 1000;
+  let n = 0;
+  const t0 = Date.now();
+  while (Date.now() < deadline) {
+    await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial().toString("hex"),
+      subject: "",
+      issuer: "CN=bench",
+      notBefore: new Date(),
+      notAfter: new Date(Date.now() + 3600_000),
+      signingAlgorithm: EC_P256,
+      publicKey: leafKeys.publicKey,
+      signingKey: issuerKeys.privateKey,
+      extensions: [
+        new x509lib.BasicConstraintsExtension(false, undefined, true),
+        new x509lib.KeyUsagesExtension(x509lib.KeyUsageFlags.digitalSignature, true),
+        new x509lib.SubjectAlternativeNameExtension([{ type: "url", value: "spiffe://mandate.local/agent/bench" }], true),
+      ],
+    });
+    n++;
+  }
+  return n / ((Date.now() - t0) / 1000);
+}
+
+async function mintRate(mint: () => Promise<string>, seconds: number, concurrency: number): Promise<number> {
+  const deadline = Date.now() + seconds * 1000;
+  let n = 0;
+  const t0 = Date.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < deadline) {
+        await mint();
+        n++;
+      }
+    }),
+  );
+  return n / ((Date.now() - t0) / 1000);
+}
+
+const dataDir = await mkdtemp(join(tmpdir(), "mandate-bench-"));
+const credsDir = join(dataDir, "creds");
+console.log(`Measuring the openssl ECDSA P-256 ceiling (${SECONDS}s)…`);
+const ceiling = await measureOpensslCeiling(SECONDS);
+console.log(`Starting a control plane on SQLite in ${dataDir}…`);
+const plane = await startControlPlane({ dataDir, listen: "127.0.0.1:0", logLevel: "silent" });
+try {
+  const admin = await readIdentityFile(plane.adminIdentityPath);
+  const adminClient = new MandateClient(plane.url, { caPem: admin.bundlePem, certPem: admin.certPem, keyPem: admin.keyPem });
+  const { token } = await adminClient.request<{ token: string }>("POST", "/v1/agents", { name: "bench", roles: [] });
+  adminClient.close();
+  await joinWithToken(credsDir, plane.url, token);
+  const creds = (await readCredentials(credsDir))!;
+  const bodies = await Promise.all(Array.from({ length: 64 }, async () => JSON.stringify({ csr: (await generateKeyAndCsr()).csrPem })));
+
+  console.log(`X509-SVID issuance over the API: ${CONCURRENCY} concurrent mTLS clients, ${SECONDS}s…`);
+  const issuance = await runLoad({ url: `${plane.url}/v1/svid/x509`, ca: creds.bundlePem, cert: creds.svidPem, key: creds.keyPem, bodies, concurrency: CONCURRENCY, durationMs: SECONDS * 1000, warmupMs: 1000 });
+  if (issuance.failed) console.log(`  ${issuance.failed} failed requests, first: ${issuance.firstError}`);
+
+  console.log(`JWT-SVID minting in-process, ${SECONDS}s…`);
+  const signer = plane.context.authority.jwtSvidSigner;
+  const jwtRate = await mintRate(() => signer.mintJwtSvid({ spiffeId: "spiffe://mandate.local/agent/bench", audience: ["bench"], ttlSeconds: 300 }), SECONDS, 64);
+
+  console.log(`JWT-SVID over the API, ${SECONDS}s…`);
+  const jwtApi = await runLoad({ url: `${plane.url}/v1/svid/jwt`, ca: creds.bundlePem, cert: creds.svidPem, key: creds.keyPem, bodies: [JSON.stringify({ audience: ["bench"] })], concurrency: CONCURRENCY, durationMs: SECONDS * 1000, warmupMs: 1000 });
+
+  console.log(`Baseline: @peculiar/x509 building one leaf at a time, ${Math.min(SECONDS, 3)}s…`);
+  const libraryRate = await libraryLeafRate(Math.min(SECONDS, 3));
+
+  const issuanceRatio = issuance.perSecond / ceiling.issuancePerSecond;
+  const jwtRatio = jwtRate / ceiling.signPerSecond;
+  const rows = [
+    ["openssl P-256 sign/s (1 core)", ceiling.signPerSecond.toFixed(0), ""],
+    ["openssl P-256 verify/s (1 core)", ceiling.verifyPerSecond.toFixed(0), ""],
+    ["ceiling: 1 verify + 1 sign per issuance", ceiling.issuancePerSecond.toFixed(0), "1.00"],
+    ["X509-SVID issuance over the API (mTLS, CSR, durable record)", issuance.perSecond.toFixed(0), `${issuanceRatio.toFixed(2)} of ceiling (target ≥ 0.30); p50 ${issuance.p50.toFixed(1)} ms, p99 ${issuance.p99.toFixed(1)} ms`],
+    ["baseline: @peculiar/x509 leaf building alone", libraryRate.toFixed(0), `${(libraryRate / ceiling.issuancePerSecond).toFixed(3)} of ceiling`],
+    ["JWT-SVID minting (in-process)", jwtRate.toFixed(0), `${jwtRatio.toFixed(2)} of sign ceiling (target ≥ 0.50)`],
+    ["JWT-SVID over the API (mTLS, audited)", jwtApi.perSecond.toFixed(0), `${(jwtApi.perSecond / ceiling.signPerSecond).toFixed(2)} of sign ceiling; p99 ${jwtApi.p99.toFixed(1)} ms`],
+  ];
+  const width = Math.max(...rows.map((r) => r[0]!.length));
+  console.log("");
+  for (const [name, value, note] of rows) console.log(`${name!.padEnd(width)}  ${value!.padStart(7)}/s  ${note}`);
+  const results = {
+    date: new Date().toISOString(),
+    seconds: SECONDS,
+    concurrency: CONCURRENCY,
+    ceiling,
+    issuance,
+    issuanceRatio,
+    libraryLeafPerSecond: libraryRate,
+    jwtMintPerSecond: jwtRate,
+    jwtRatio,
+    jwtApi,
+  };
+  await writeFile(join(process.cwd(), "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+} finally {
+  await plane.close();
+  await rm(dataDir, { recursive: true, force: true });
+}

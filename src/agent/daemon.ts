@@ -1,0 +1,117 @@
+import { hostname } from "node:os";
+import { MandateClient } from "../client/http-client.js";
+import { fetchPinnedRoot } from "../client/pinned-bootstrap.js";
+import { MandateError } from "../errors/index.js";
+import { parseCaPin, parseJoinToken } from "../join/index.js";
+import { certToPem } from "../identity/x509-util.js";
+import { type AgentCredentials, type AgentState, type SvidResponse, readCredentials, writeCredentials } from "./credential-dir.js";
+import { generateKeyAndCsr } from "./csr.js";
+
+export interface DaemonOptions {
+  outDir: string;
+  authServer?: string | undefined;
+  joinToken?: string | undefined;
+  caPin?: string | undefined;
+  oneshot?: boolean;
+  version?: string;
+  log?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export const AGENT_VERSION = "0.1.0";
+
+/** Joins with the token once; afterwards renews with the current SVID over mTLS. */
+export async function obtainSvid(options: DaemonOptions): Promise<{ state: AgentState; joined: boolean }> {
+  const existing = await readCredentials(options.outDir);
+  if (existing && existing.notAfter.getTime() > Date.now()) {
+    if (options.authServer && new URL(options.authServer).origin !== new URL(existing.state.authServer).origin) {
+      throw new MandateError("INVALID_ARGUMENT", `${options.outDir} belongs to ${existing.state.authServer}; use another --out to join ${options.authServer}`);
+    }
+    return { state: await renewSvid(options.outDir, existing), joined: false };
+  }
+  if (!options.joinToken) {
+    throw new MandateError(
+      "UNAUTHENTICATED",
+      existing ? `the SVID in ${options.outDir} expired at ${existing.notAfter.toISOString()}; join again with --join-token` : `no credentials in ${options.outDir}; pass --join-token to join`,
+    );
+  }
+  if (!options.authServer) throw new MandateError("INVALID_ARGUMENT", "--auth-server is required to join");
+  return { state: await joinWithToken(options.outDir, options.authServer, options.joinToken, options.caPin, options.version), joined: true };
+}
+
+export async function joinWithToken(outDir: string, authServer: string, token: string, caPinOption?: string, version = AGENT_VERSION): Promise<AgentState> {
+  const tokenPin = parseJoinToken(token).caPin;
+  const caPin = caPinOption ? parseCaPin(caPinOption) : tokenPin;
+  if (caPinOption && caPin !== tokenPin) {
+    throw new MandateError("CA_PIN_MISMATCH", `--ca-pin ${caPin} differs from the pin carried by the join token (${tokenPin}); check which one the admin gave you`);
+  }
+  const root = await fetchPinnedRoot(authServer, caPin);
+  const { keyPem, csrPem } = await generateKeyAndCsr();
+  const client = new MandateClient(authServer, { caPem: certToPem(root.raw) });
+  try {
+    const response = await client.request<SvidResponse>("POST", "/v1/join", { token, csr: csrPem, hostname: hostname(), version });
+    return await writeCredentials(outDir, response, keyPem, authServer, caPin);
+  } finally {
+    client.close();
+  }
+}
+
+export async function renewSvid(outDir: string, current: AgentCredentials): Promise<AgentState> {
+  const { keyPem, csrPem } = await generateKeyAndCsr();
+  const client = agentClient(current);
+  try {
+    const response = await client.request<SvidResponse>("POST", "/v1/svid/x509", { csr: csrPem });
+    return await writeCredentials(outDir, response, keyPem, current.state.authServer, current.state.caPin);
+  } finally {
+    client.close();
+  }
+}
+
+export function agentClient(credentials: AgentCredentials): MandateClient {
+  return new MandateClient(credentials.state.authServer, { caPem: credentials.bundlePem, certPem: credentials.svidPem, keyPem: credentials.keyPem });
+}
+
+/**
+ * The long-running loop: renew at half the remaining lifetime (with jitter so a
+ * fleet does not renew in lockstep), back off on failure, keep the last SVID until it expires.
+ */
+export async function runDaemon(options: DaemonOptions): Promise<void> {
+  const log = options.log ?? (() => undefined);
+  let { state } = await obtainSvid(options);
+  log(`identity ${state.spiffeId} (instance ${state.instanceId}) valid until ${state.expiresAt}; files in ${options.outDir}`);
+  if (options.oneshot) return;
+  let failures = 0;
+  while (!options.signal?.aborted) {
+    const expiresAt = new Date(state.expiresAt).getTime();
+    const remaining = expiresAt - Date.now();
+    const delay = failures === 0 ? Math.max(1000, (remaining / 2) * (0.9 + Math.random() * 0.1)) : Math.min(60_000, 1000 * 2 ** failures) * (0.5 + Math.random() / 2);
+    await sleep(delay, options.signal);
+    if (options.signal?.aborted) break;
+    try {
+      const current = await readCredentials(options.outDir);
+      if (!current) throw new MandateError("UNAUTHENTICATED", `credentials in ${options.outDir} disappeared`);
+      state = await renewSvid(options.outDir, current);
+      failures = 0;
+      log(`renewed ${state.spiffeId}; valid until ${state.expiresAt}`);
+    } catch (error) {
+      failures++;
+      const code = (error as MandateError).code;
+      if (code === "LOCKED") {
+        log(`renewal refused: ${(error as Error).message}; stopping`);
+        throw error;
+      }
+      const left = Math.round((expiresAt - Date.now()) / 1000);
+      log(`renewal failed (${(error as Error).message}); ${left > 0 ? `current SVID valid for ${left}s more` : "current SVID has EXPIRED"}; retrying`);
+    }
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

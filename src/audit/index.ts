@@ -1,0 +1,3 @@
+export type * from "./event.js";
+export { StoreAuditLog, stampEvent, type AuditLog } from "./log.js";
+export { ulid } from "./ulid.js";

@@ -1,0 +1,76 @@
+import { type Command, Option } from "commander";
+import { AGENT_VERSION, agentClient, readCredentials, runDaemon } from "../../agent/index.js";
+import { MandateError } from "../../errors/index.js";
+import { type Io, printJson } from "../output.js";
+
+export function registerDaemon(program: Command, io: Io): void {
+  program
+    .command("daemon")
+    .description("Run on the agent's host: join once, then keep a short-lived X509-SVID fresh in --out")
+    .option("--auth-server <url>", "control plane, https://HOST:PORT (needed to join)")
+    .option("--join-token <token>", "one-time join token from `mandate agents add` (env MANDATE_JOIN_TOKEN)")
+    .option("--ca-pin <sha256:hex>", "expected CA pin; the token already carries it")
+    .option("--out <dir>", "where svid.pem, svid_key.pem, bundle.pem and jwt_bundle.json are written", "./agent-creds")
+    .option("--oneshot", "get or renew the SVID once, then exit")
+    .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
+    .addHelpText(
+      "after",
+      `
+The private key is generated here and never leaves this host; the control plane signs a CSR.
+The first contact checks the server's CA against the pin before sending anything.
+Later runs renew with the current SVID (mTLS); the join token is never used twice.
+
+Examples:
+  mandate daemon --auth-server https://mandate.example.com:7443 --join-token mj1.... --out /run/mandate --oneshot
+  mandate daemon --out /run/mandate          # keep renewing with the identity already in /run/mandate`,
+    )
+    .action(async (opts: { authServer?: string; joinToken?: string; caPin?: string; out: string; oneshot?: boolean; format: string }) => {
+      const controller = new AbortController();
+      const stop = () => controller.abort();
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      const log = (message: string) => io.err(`${new Date().toISOString()} ${message}`);
+      await runDaemon({
+        outDir: opts.out,
+        authServer: opts.authServer,
+        joinToken: opts.joinToken ?? process.env.MANDATE_JOIN_TOKEN,
+        caPin: opts.caPin,
+        oneshot: Boolean(opts.oneshot),
+        version: AGENT_VERSION,
+        log: opts.oneshot && opts.format === "json" ? () => undefined : log,
+        signal: controller.signal,
+      });
+      if (opts.oneshot) {
+        const credentials = await readCredentials(opts.out);
+        if (opts.format === "json") printJson(io, credentials?.state);
+        else io.out(`Wrote ${opts.out}/svid.pem, svid_key.pem, bundle.pem, jwt_bundle.json for ${credentials?.state.spiffeId} (valid until ${credentials?.state.expiresAt}).`);
+      }
+    });
+}
+
+export function registerSvid(program: Command, io: Io): void {
+  const svid = program.command("svid").description("Use the agent identity in a credential directory");
+  svid
+    .command("jwt")
+    .description("Print a JWT-SVID for an audience, signed by the control plane for this agent")
+    .requiredOption("--audience <aud...>", "audience(s) the token is for (repeatable)")
+    .option("--ttl <seconds>", "lifetime in seconds (default: the server's, 5 minutes)")
+    .option("--out <dir>", "the agent's credential directory (as given to `mandate daemon`)", "./agent-creds")
+    .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
+    .addHelpText("after", "\nExample:\n  TOKEN=$(mandate svid jwt --audience mcp.example.com --out /run/mandate)")
+    .action(async (opts: { audience: string[]; ttl?: string; out: string; format: string }) => {
+      const credentials = await readCredentials(opts.out);
+      if (!credentials) throw new MandateError("UNAUTHENTICATED", `no agent credentials in ${opts.out}; run \`mandate daemon\` first`);
+      if (credentials.notAfter.getTime() <= Date.now()) throw new MandateError("UNAUTHENTICATED", `the SVID in ${opts.out} expired at ${credentials.notAfter.toISOString()}`);
+      const ttlSeconds = opts.ttl === undefined ? undefined : Number(opts.ttl);
+      if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds > 0)) throw new MandateError("INVALID_ARGUMENT", "--ttl takes a whole number of seconds");
+      const client = agentClient(credentials);
+      try {
+        const result = await client.request<{ token: string; spiffeId: string; expiresAt: string }>("POST", "/v1/svid/jwt", { audience: opts.audience, ...(ttlSeconds ? { ttlSeconds } : {}) });
+        if (opts.format === "json") printJson(io, result);
+        else io.out(result.token);
+      } finally {
+        client.close();
+      }
+    });
+}

@@ -1,0 +1,29 @@
+import { type Command, Option } from "commander";
+import type { OutputFormat } from "../output.js";
+
+export interface GlobalOptions {
+  dataDir?: string | undefined;
+  authServer?: string | undefined;
+  identity?: string | undefined;
+  format: OutputFormat;
+}
+
+/** Options every admin command accepts, so they read naturally after the subcommand too. */
+export function adminOptions(command: Command): Command {
+  return command
+    .option("--data-dir <dir>", "control-plane data directory holding the local admin identity (env MANDATE_DATA_DIR)")
+    .option("--auth-server <url>", "control plane address, https://HOST:PORT (overrides the identity file's)")
+    .option("--identity <file>", "admin identity file, for use away from the control-plane host")
+    .addOption(new Option("--format <format>", "output format").choices(["table", "json"]));
+}
+
+/** Merges options given before and after the subcommand. */
+export function mergedOptions(command: Command): GlobalOptions {
+  const all = command.optsWithGlobals() as Record<string, string | undefined>;
+  return {
+    dataDir: all.dataDir,
+    authServer: all.authServer,
+    identity: all.identity,
+    format: (all.format as OutputFormat | undefined) ?? "table",
+  };
+}

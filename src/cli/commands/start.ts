@@ -1,0 +1,66 @@
+import type { Command } from "commander";
+import { startControlPlane } from "../../server/index.js";
+import { defaultDataDir } from "../admin-client.js";
+import { formatDuration, parseDuration } from "../duration.js";
+import type { Io } from "../output.js";
+
+export function registerStart(program: Command, io: Io, context: { setRunning: (stop: () => Promise<void>) => void }): void {
+  program
+    .command("start")
+    .description("Start the control plane: CA, identity issuance, bundle endpoint and API on one HTTPS listener")
+    .option("--data-dir <dir>", "where keys and the embedded database live (env MANDATE_DATA_DIR)", undefined)
+    .option("--storage <url>", "postgres://user@host:5432/db to share state between control planes (default: SQLite in --data-dir)")
+    .option("--trust-domain <name>", "trust domain created on first start", "mandate.local")
+    .option("--listen <host:port>", "HTTPS listen address", "127.0.0.1:7443")
+    .option("--public-addr <host[:port]...>", "address(es) clients dial; added to the server certificate")
+    .option("--svid-ttl <duration>", "X509-SVID lifetime", "1h")
+    .option("--jwt-ttl <duration>", "default JWT-SVID lifetime", "5m")
+    .option("--join-token-ttl <duration>", "default join token lifetime", "30m")
+    .option("--log-level <level>", "fatal|error|warn|info|debug", "warn")
+    .addHelpText(
+      "after",
+      `
+On first start this creates the trust domain, a root and an intermediate CA (ECDSA P-256),
+a JWT signing key and a local admin identity in the data directory; later starts reuse them.
+
+Examples:
+  mandate start
+  mandate start --data-dir /var/lib/mandate --listen 0.0.0.0:7443 --public-addr mandate.example.com
+  mandate start --storage postgres://mandate@db:5432/mandate --data-dir /var/lib/mandate`,
+    )
+    .action(async (opts: Record<string, string | string[] | undefined>) => {
+      const dataDir = defaultDataDir(opts.dataDir as string | undefined);
+      const svidTtlMs = parseDuration(opts.svidTtl as string, "--svid-ttl");
+      const plane = await startControlPlane({
+        dataDir,
+        storage: (opts.storage as string | undefined) ?? process.env.MANDATE_STORAGE,
+        trustDomain: opts.trustDomain as string,
+        listen: opts.listen as string,
+        publicAddrs: (opts.publicAddr as string[] | undefined) ?? [],
+        svidTtlMs,
+        jwtTtlMs: parseDuration(opts.jwtTtl as string, "--jwt-ttl"),
+        joinTokenTtlMs: parseDuration(opts.joinTokenTtl as string, "--join-token-ttl"),
+        logLevel: opts.logLevel as string,
+      });
+      const { authority, store } = plane.context;
+      const dataFlag = opts.dataDir || process.env.MANDATE_DATA_DIR ? ` --data-dir ${dataDir}` : "";
+      io.out(
+        [
+          `Mandate control plane ${plane.created ? "initialized" : "started"}.`,
+          `  trust domain    ${authority.trustDomain}${plane.created ? " (created)" : " (existing)"}`,
+          `  listening on    ${plane.url}`,
+          `  data            ${store.kind === "sqlite" ? store.location : `${dataDir} + ${store.location}`}`,
+          `  CA pin          ${authority.caPin}`,
+          `  admin identity  ${plane.adminIdentityPath}`,
+          `  X509-SVID TTL   ${formatDuration(svidTtlMs)}`,
+          "",
+          "Next, register an agent and join it from its host:",
+          `  mandate agents add deploy-auditor --role incident-reader${dataFlag}`,
+          `  mandate daemon --auth-server ${plane.url} --join-token <token> --out ./agent-creds --oneshot`,
+          "",
+          "Press Ctrl-C to stop.",
+        ].join("\n"),
+      );
+      context.setRunning(() => plane.close());
+    });
+}

@@ -1,0 +1,60 @@
+import "reflect-metadata";
+import { Command, CommanderError, Option } from "commander";
+import { registerAgents } from "./commands/agents.js";
+import { registerCa } from "./commands/ca.js";
+import { registerDaemon, registerSvid } from "./commands/daemon.js";
+import { registerLocks } from "./commands/locks.js";
+import { registerStart } from "./commands/start.js";
+import { type Io, type OutputFormat, printError, processIo } from "./output.js";
+
+export const VERSION = "0.1.0";
+
+export function buildProgram(io: Io, context: { setRunning: (stop: () => Promise<void>) => void }): Command {
+  const program = new Command("mandate")
+    .description("Short-lived cryptographic identities for AI agents, and least privilege enforced inline")
+    .version(VERSION)
+    .showHelpAfterError("(add --help for usage)")
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
+    .exitOverride()
+    .addHelpText(
+      "after",
+      `
+Getting started:
+  mandate start                                   start the control plane (SQLite in ./.mandate)
+  mandate agents add deploy-auditor --role incident-reader
+  mandate daemon --auth-server https://127.0.0.1:7443 --join-token <token> --out ./agent-creds --oneshot
+  mandate svid jwt --audience example --out ./agent-creds`,
+    );
+  registerStart(program, io, context);
+  registerAgents(program, io);
+  registerLocks(program, io);
+  registerCa(program, io);
+  registerDaemon(program, io);
+  registerSvid(program, io);
+  for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  return program;
+}
+
+/** Runs the CLI; resolves to the exit code once the command (or the server it starts) is done. */
+export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
+  let stop: (() => Promise<void>) | undefined;
+  const program = buildProgram(io, { setRunning: (fn) => (stop = fn) });
+  const format: OutputFormat = argv.includes("json") && argv.some((a, i) => (a === "--format" && argv[i + 1] === "json") || a === "--format=json") ? "json" : "table";
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    return printError(io, error, format);
+  }
+  if (!stop) return 0;
+  // A long-running command (start, daemon): wait for a signal, then shut down cleanly.
+  await new Promise<void>((resolve) => {
+    const shutdown = () => resolve();
+    process.once("SIGINT", shutdown);
+    process.once("SIGTERM", shutdown);
+  });
+  await stop();
+  return 0;
+}
+
+export { Option };

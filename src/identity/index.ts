@@ -1,0 +1,14 @@
+export { TrustDomainAuthority, type ActiveX509Signer, type AuthorityOptions } from "./authority.js";
+export { generateServerCertificate } from "./authority-keys.js";
+export { AgentRegistry, type Agent, validateLabels, validateRoles } from "./agents.js";
+export { buildSpiffeBundle, parseSpiffeBundle } from "./bundle.js";
+export { ADMIN_PATH, SERVER_PATH, type Caller } from "./caller.js";
+export { parseCsr, verifyCsr, assertCsrRequestsOnly, type ParsedCsr } from "./csr.js";
+export { X509SvidIssuer, CLOCK_SKEW_BACKDATE_MS, type IssuedX509Svid } from "./issuer.js";
+export { LockRegistry, type Lock, type LockSubject } from "./locks.js";
+export { agentNameOf, agentSpiffeId, isSpiffeId, makeSpiffeId, parseSpiffeId, validateAgentName, validateTrustDomain, type SpiffeId } from "./spiffe-id.js";
+export { SvidService } from "./svid-service.js";
+export { inspectCertificate } from "./x509-inspect.js";
+export { validateX509Svid } from "./x509-svid-validate.js";
+export { verifyJwtSvid } from "./jwt-svid.js";
+export { caPinOf, certToPem, pemDecodeAll, pemEncode, randomSerial, keyToPem } from "./x509-util.js";

@@ -1,0 +1,91 @@
+import type { AuditEventInput, AuditLog } from "../audit/index.js";
+import { MandateError } from "../errors/index.js";
+import type { Store, StoreTx } from "../store/index.js";
+import type { TrustDomainAuthority } from "./authority.js";
+import { type ParsedCsr, assertCsrRequestsOnly, verifyCsr } from "./csr.js";
+import { certToPem, randomSerial, serialToHex } from "./x509-util.js";
+
+/** Certificates are backdated this much so a verifier whose clock runs a little behind still accepts them. */
+export const CLOCK_SKEW_BACKDATE_MS = 60_000;
+
+export interface IssueX509SvidInput {
+  csr: ParsedCsr;
+  spiffeId: string;
+  agentName: string | null;
+  instanceId: string | null;
+  ttlMs: number;
+  /** The audit event that records this issuance; committed atomically with the issuance record. */
+  audit: (issued: { serialHex: string; notAfter: Date; authorityId: string }) => AuditEventInput;
+  /** Further writes that must commit with the issuance (instance state, token use…). */
+  writes?: (tx: StoreTx, issued: { serialHex: string; notAfter: number }) => Promise<void>;
+}
+
+export interface IssuedX509Svid {
+  spiffeId: string;
+  serialHex: string;
+  notBefore: Date;
+  notAfter: Date;
+  certDer: Buffer;
+  /** Leaf then intermediate, PEM: what `svid.pem` holds. */
+  chainPem: string;
+}
+
+/**
+ * Signs X509-SVIDs. Nothing leaves the issuer unless its record (and audit event) is
+ * durably committed first: a store failure means no certificate, never an unrecorded one.
+ */
+export class X509SvidIssuer {
+  constructor(
+    private readonly authority: TrustDomainAuthority,
+    private readonly store: Store,
+    private readonly audit: AuditLog,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async issue(input: IssueX509SvidInput): Promise<IssuedX509Svid> {
+    this.store.assertWritable();
+    await verifyCsr(input.csr);
+    assertCsrRequestsOnly(input.csr, input.spiffeId);
+    const signer = this.authority.x509Signer;
+    const t = this.now();
+    if (signer.notAfter <= t) throw new MandateError("CA_UNAVAILABLE", "the signing authority has expired; run `mandate ca rotate`");
+    const notBefore = new Date(t - CLOCK_SKEW_BACKDATE_MS);
+    // Never outlive the signing CA: a chain must not be valid longer than its issuer.
+    const notAfter = new Date(Math.min(t + input.ttlMs, signer.notAfter));
+    const serial = randomSerial();
+    const serialHex = serialToHex(serial);
+    const certDer = await signer.builder.buildX509Svid({
+      spiffeId: input.spiffeId,
+      spkiDer: input.csr.spkiDer,
+      keyAlgorithm: input.csr.keyAlgorithm,
+      serial,
+      notBefore,
+      notAfter,
+    });
+    const event = input.audit({ serialHex, notAfter, authorityId: signer.authorityId });
+    await this.store.writeDurably(async (tx) => {
+      await tx
+        .insertInto("issued_svids")
+        .values({
+          serial: serialHex,
+          spiffe_id: input.spiffeId,
+          agent_name: input.agentName,
+          instance_id: input.instanceId,
+          authority_id: signer.authorityId,
+          not_after: notAfter.getTime(),
+          issued_at: t,
+        })
+        .execute();
+      await input.writes?.(tx, { serialHex, notAfter: notAfter.getTime() });
+      await this.audit.appendInTransaction(tx, event);
+    });
+    return {
+      spiffeId: input.spiffeId,
+      serialHex,
+      notBefore,
+      notAfter,
+      certDer,
+      chainPem: certToPem(certDer) + certToPem(signer.certDer),
+    };
+  }
+}

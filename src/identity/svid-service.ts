@@ -1,0 +1,104 @@
+import type { AuditLog } from "../audit/index.js";
+import { MandateError } from "../errors/index.js";
+import type { Store } from "../store/index.js";
+import type { TrustDomainAuthority } from "./authority.js";
+import type { Caller } from "./caller.js";
+import { parseCsr } from "./csr.js";
+import type { IssuedX509Svid, X509SvidIssuer } from "./issuer.js";
+import type { LockRegistry } from "./locks.js";
+
+export const MAX_AUDIENCES = 16;
+export const MAX_AUDIENCE_LENGTH = 512;
+
+/** What an already-joined agent does with its current SVID: renew it, and mint JWT-SVIDs. */
+export class SvidService {
+  constructor(
+    private readonly deps: {
+      store: Store;
+      authority: TrustDomainAuthority;
+      issuer: X509SvidIssuer;
+      locks: LockRegistry;
+      audit: AuditLog;
+      svidTtlMs: number;
+      jwtTtlMs: number;
+      jwtMaxTtlMs: number;
+      now?: () => number;
+    },
+  ) {}
+
+  /**
+   * Renewal is authenticated by the current SVID, never by the join token again.
+   * The instance is found from the presented certificate's serial.
+   */
+  async renew(caller: Caller, csrInput: string): Promise<{ instanceId: string; svid: IssuedX509Svid }> {
+    const { store, locks } = this.deps;
+    const actor = { kind: "agent" as const, spiffeId: caller.spiffeId, agent: caller.agent };
+    try {
+      if (caller.kind !== "agent" || !caller.agent) throw new MandateError("PERMISSION_DENIED", "only agent identities renew through this endpoint");
+      const issued = await store.db.selectFrom("issued_svids").select(["instance_id"]).where("serial", "=", caller.serialHex).executeTakeFirst();
+      const instanceId = issued?.instance_id ?? undefined;
+      const instance = instanceId ? await store.db.selectFrom("instances").selectAll().where("id", "=", instanceId).executeTakeFirst() : undefined;
+      if (!instance) throw new MandateError("PERMISSION_DENIED", "the presented SVID belongs to no known instance of this agent; join again with a new token");
+      locks.assertNotLocked({ spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex, instanceId: instance.id });
+      const csr = parseCsr(csrInput);
+      const t = (this.deps.now ?? Date.now)();
+      const svid = await this.deps.issuer.issue({
+        csr,
+        spiffeId: caller.spiffeId,
+        agentName: caller.agent,
+        instanceId: instance.id,
+        ttlMs: this.deps.svidTtlMs,
+        audit: (result) => ({
+          type: "identity.renew",
+          code: "OK",
+          actor: { ...actor, instance: instance.id },
+          target: { spiffeId: caller.spiffeId, serial: result.serialHex, previousSerial: caller.serialHex, authority: result.authorityId },
+          outcome: { status: "ok" },
+          details: { notAfter: result.notAfter.toISOString(), generation: instance.generation + 1 },
+        }),
+        writes: async (tx, result) => {
+          await tx
+            .updateTable("instances")
+            .set({ generation: instance.generation + 1, last_renewed_at: t, svid_serial: result.serialHex, svid_expires_at: result.notAfter })
+            .where("id", "=", instance.id)
+            .execute();
+        },
+      });
+      return { instanceId: instance.id, svid };
+    } catch (error) {
+      const code = (error as MandateError).code ?? "INTERNAL";
+      await this.deps.audit
+        .append({ type: "identity.renew", code, actor, target: { serial: caller.serialHex }, outcome: { status: "error", error: code, message: (error as Error).message } })
+        .catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async mintJwtSvid(caller: Caller, request: { audience: string[]; ttlSeconds?: number | undefined }): Promise<{ token: string; expiresAt: Date; spiffeId: string }> {
+    const audience = request.audience;
+    if (!Array.isArray(audience) || audience.length === 0) throw new MandateError("INVALID_ARGUMENT", "at least one audience is required (--audience)");
+    if (audience.length > MAX_AUDIENCES) throw new MandateError("INVALID_ARGUMENT", `at most ${MAX_AUDIENCES} audiences`);
+    for (const a of audience) {
+      if (typeof a !== "string" || a.length === 0 || a.length > MAX_AUDIENCE_LENGTH) throw new MandateError("INVALID_ARGUMENT", "each audience must be a non-empty string of at most 512 characters");
+    }
+    const ttlMs = request.ttlSeconds === undefined ? this.deps.jwtTtlMs : request.ttlSeconds * 1000;
+    if (!(ttlMs > 0) || ttlMs > this.deps.jwtMaxTtlMs) {
+      throw new MandateError("INVALID_ARGUMENT", `JWT-SVID TTL must be between 1s and ${this.deps.jwtMaxTtlMs / 1000}s`);
+    }
+    this.deps.locks.assertNotLocked({ spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex });
+    const now = new Date((this.deps.now ?? Date.now)());
+    // A JWT-SVID never outlives the X509-SVID that asked for it.
+    const ttlSeconds = Math.max(1, Math.floor(Math.min(ttlMs, caller.notAfter.getTime() - now.getTime()) / 1000));
+    const token = await this.deps.authority.jwtSvidSigner.mintJwtSvid({ spiffeId: caller.spiffeId, audience, ttlSeconds, now });
+    const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
+    await this.deps.audit.append({
+      type: "identity.jwt",
+      code: "OK",
+      actor: { kind: caller.kind === "admin" ? "admin" : "agent", spiffeId: caller.spiffeId, agent: caller.agent },
+      target: { audience },
+      outcome: { status: "ok" },
+      details: { expiresAt: expiresAt.toISOString() },
+    });
+    return { token, expiresAt, spiffeId: caller.spiffeId };
+  }
+}

@@ -1,0 +1,100 @@
+import type { TLSSocket } from "node:tls";
+import type { FastifyRequest } from "fastify";
+import type { AuditLog } from "../audit/index.js";
+import { MandateError } from "../errors/index.js";
+import { ADMIN_PATH, type Caller, type LockRegistry, SERVER_PATH, type TrustDomainAuthority, agentNameOf, validateX509Svid } from "../identity/index.js";
+
+interface VerifiedPeer {
+  sequence: number;
+  caller: Caller;
+}
+
+/**
+ * Authenticates callers by their X509-SVID. The TLS layer has already checked the
+ * chain against the bundle; here the SPIFFE rules are enforced once per connection
+ * (result cached on the socket), while expiry and locks are checked on every request,
+ * because a keep-alive connection can outlive both.
+ */
+export class CallerAuthenticator {
+  private readonly verified = new WeakMap<TLSSocket, VerifiedPeer>();
+
+  constructor(
+    private readonly authority: TrustDomainAuthority,
+    private readonly locks: LockRegistry,
+    private readonly audit: AuditLog,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /**
+   * Every refusal is evidence (a stolen or revoked credential being tried), so it is
+   * recorded under the event type of what the caller attempted.
+   */
+  async authenticate(request: FastifyRequest, attempted = "api.authenticate", kind?: Caller["kind"]): Promise<Caller> {
+    try {
+      const caller = this.authenticateUnaudited(request);
+      if (kind && caller.kind !== kind) throw new MandateError("PERMISSION_DENIED", `${caller.spiffeId} is not an ${kind} identity`);
+      return caller;
+    } catch (error) {
+      const code = error instanceof MandateError ? error.code : "INTERNAL";
+      const peer = this.peerSpiffeIdForAudit(request);
+      await this.audit
+        .append({
+          type: attempted,
+          code,
+          actor: { kind: "anonymous", address: request.ip, ...(peer ? { spiffeId: peer } : {}) },
+          target: { route: request.routeOptions.url ?? request.url },
+          outcome: { status: "error", error: code, message: (error as Error).message },
+        })
+        .catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private peerSpiffeIdForAudit(request: FastifyRequest): string | undefined {
+    const socket = request.raw.socket as TLSSocket;
+    return this.verified.get(socket)?.caller.spiffeId;
+  }
+
+  private authenticateUnaudited(request: FastifyRequest): Caller {
+    const socket = request.raw.socket as TLSSocket;
+    let peer = this.verified.get(socket);
+    if (!peer || peer.sequence !== this.authority.bundleSequence) {
+      peer = { sequence: this.authority.bundleSequence, caller: this.verifySocket(socket) };
+      this.verified.set(socket, peer);
+    }
+    const { caller } = peer;
+    if (caller.notAfter.getTime() <= this.now()) {
+      throw new MandateError("UNAUTHENTICATED", `the client certificate expired at ${caller.notAfter.toISOString()}; renew it`);
+    }
+    this.locks.assertFresh();
+    this.locks.assertNotLocked({ spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex });
+    return caller;
+  }
+
+  requireAdmin(request: FastifyRequest): Promise<Caller> {
+    return this.authenticate(request, "api.admin", "admin");
+  }
+
+  private verifySocket(socket: TLSSocket): Caller {
+    if (typeof socket.getPeerCertificate !== "function") throw new MandateError("UNAUTHENTICATED", "this endpoint requires TLS with a client certificate");
+    const peer = socket.getPeerCertificate(true);
+    if (!peer || !peer.raw) throw new MandateError("UNAUTHENTICATED", "this endpoint requires an X509-SVID client certificate (mTLS)");
+    if (!socket.authorized) {
+      throw new MandateError("INVALID_CERTIFICATE", `client certificate rejected: ${String(socket.authorizationError ?? "not issued by this trust domain")}`);
+    }
+    const chain: Buffer[] = [];
+    let current: typeof peer | undefined = peer;
+    while (current?.raw && chain.length < 6) {
+      chain.push(current.raw);
+      const next: typeof peer | undefined = current.issuerCertificate;
+      if (!next || next === current || next.fingerprint256 === current.fingerprint256) break;
+      current = next;
+    }
+    const trustDomain = this.authority.trustDomain;
+    const result = validateX509Svid(chain, (td: string) => (td === trustDomain ? this.authority.x509Authorities() : undefined), new Date(this.now()));
+    const id = result.spiffeId;
+    const agent = agentNameOf(id);
+    const kind: Caller["kind"] = id.path === ADMIN_PATH ? "admin" : id.path === SERVER_PATH ? "server" : agent ? "agent" : "workload";
+    return { kind, spiffeId: id.uri, agent, serialHex: result.serialHex.toLowerCase(), notAfter: result.notAfter };
+  }
+}

@@ -1,0 +1,26 @@
+import type { StoreAuditLog } from "../audit/index.js";
+import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
+import type { TokenJoinService } from "../join/index.js";
+import type { Store } from "../store/index.js";
+import type { CallerAuthenticator } from "./authenticate.js";
+
+/** Everything a route needs, built once at start. */
+export interface ServerContext {
+  store: Store;
+  authority: TrustDomainAuthority;
+  issuer: X509SvidIssuer;
+  locks: LockRegistry;
+  audit: StoreAuditLog;
+  agents: AgentRegistry;
+  joins: TokenJoinService;
+  svids: SvidService;
+  auth: CallerAuthenticator;
+  settings: {
+    svidTtlMs: number;
+    jwtTtlMs: number;
+    jwtMaxTtlMs: number;
+    joinTokenTtlMs: number;
+    publicUrl: string;
+  };
+  now: () => number;
+}

@@ -1,0 +1,183 @@
+import { join, resolve } from "node:path";
+import type { AddressInfo } from "node:net";
+import Fastify, { type FastifyInstance } from "fastify";
+import { StoreAuditLog } from "../audit/index.js";
+import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
+import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
+import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
+import { Store } from "../store/index.js";
+import { CallerAuthenticator } from "./authenticate.js";
+import type { ServerContext } from "./context.js";
+import { installErrorHandling } from "./errors.js";
+import { formatHostPort, parseHostPort } from "./listen-address.js";
+import { registerAdminRoutes } from "./routes/admin-routes.js";
+import { registerHealthRoutes } from "./routes/health-routes.js";
+import { registerIdentityRoutes } from "./routes/identity-routes.js";
+import { type IssuedKeyPair, issueControlPlaneCertificate, serverCertificateNames } from "./server-identity.js";
+
+export const DEFAULT_LISTEN = "127.0.0.1:7443";
+export const DEFAULT_PORT = 7443;
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  storage?: string | undefined;
+  trustDomain?: string | undefined;
+  listen?: string | undefined;
+  /** host[:port] clients use to reach this server; added to the TLS certificate and printed in tokens. */
+  publicAddrs?: string[] | undefined;
+  svidTtlMs?: number | undefined;
+  jwtTtlMs?: number | undefined;
+  jwtMaxTtlMs?: number | undefined;
+  joinTokenTtlMs?: number | undefined;
+  bodyLimitBytes?: number | undefined;
+  lockPollMs?: number | undefined;
+  maintenanceIntervalMs?: number | undefined;
+  caActivationDelayMs?: number | undefined;
+  logLevel?: string | undefined;
+  now?: () => number;
+}
+
+export interface ControlPlane {
+  url: string;
+  port: number;
+  created: boolean;
+  dataDir: string;
+  adminIdentityPath: string;
+  context: ServerContext;
+  app: FastifyInstance;
+  close(): Promise<void>;
+  /** Runs one maintenance pass now (tests). */
+  maintain(): Promise<void>;
+}
+
+const SERVER_CERT_TTL_MS = 24 * 3600_000;
+const ADMIN_CERT_TTL_MS = 24 * 3600_000;
+
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const now = options.now ?? Date.now;
+  const dataDir = resolve(options.dataDir);
+  const listen = parseHostPort(options.listen ?? DEFAULT_LISTEN, DEFAULT_PORT, "--listen");
+  const publicAddrs = (options.publicAddrs ?? []).map((a) => parseHostPort(a, listen.port, "--public-addr"));
+  const store = await Store.open({ storage: options.storage, dataDir });
+  try {
+    const { authority, created } = await TrustDomainAuthority.open(store, options.trustDomain, {
+      now,
+      activationDelayMs: options.caActivationDelayMs ?? 5 * 60_000,
+    });
+    const audit = new StoreAuditLog(store);
+    const locks = new LockRegistry(store, now);
+    await locks.start(options.lockPollMs ?? 200);
+    const svidTtlMs = options.svidTtlMs ?? 3600_000;
+    const jwtTtlMs = options.jwtTtlMs ?? 5 * 60_000;
+    const jwtMaxTtlMs = Math.max(jwtTtlMs, options.jwtMaxTtlMs ?? 60 * 60_000);
+    const issuer = new X509SvidIssuer(authority, store, audit, now);
+    const context: ServerContext = {
+      store,
+      authority,
+      issuer,
+      locks,
+      audit,
+      agents: new AgentRegistry(store, authority.trustDomain, now),
+      joins: new TokenJoinService({ store, authority, issuer, locks, audit, svidTtlMs, now }),
+      svids: new SvidService({ store, authority, issuer, locks, audit, svidTtlMs, jwtTtlMs, jwtMaxTtlMs, now }),
+      auth: new CallerAuthenticator(authority, locks, audit, now),
+      settings: { svidTtlMs, jwtTtlMs, jwtMaxTtlMs, joinTokenTtlMs: options.joinTokenTtlMs ?? DEFAULT_JOIN_TOKEN_TTL_MS, publicUrl: "" },
+      now,
+    };
+
+    const names = serverCertificateNames(listen.host, publicAddrs.map((a) => a.host));
+    let serverCert = await issueControlPlaneCertificate(authority, store, "server", names, SERVER_CERT_TTL_MS, now());
+    const app = Fastify({
+      logger: { level: options.logLevel ?? "warn" },
+      bodyLimit: options.bodyLimitBytes ?? 64 * 1024,
+      https: {
+        key: serverCert.keyPem,
+        cert: serverCert.chainPem,
+        ca: authority.x509AuthoritiesPem(),
+        // Client certificates are optional at the TLS layer because joining and the
+        // bundle endpoint come before any identity; routes that need one demand it.
+        requestCert: true,
+        rejectUnauthorized: false,
+        minVersion: "TLSv1.2",
+      },
+      forceCloseConnections: true,
+    });
+    installErrorHandling(app);
+    registerHealthRoutes(app, context);
+    registerIdentityRoutes(app, context);
+    registerAdminRoutes(app, context);
+    await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
+    const port = (app.server.address() as AddressInfo).port;
+    const dialHost = publicAddrs[0]?.host ?? (listen.host === "" || listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host === "::" ? "::1" : listen.host);
+    const url = `https://${formatHostPort({ host: dialHost, port: publicAddrs[0]?.port ?? port })}`;
+    context.settings.publicUrl = url;
+
+    const adminIdentityPath = join(dataDir, ADMIN_IDENTITY_FILE);
+    let adminCert: IssuedKeyPair | undefined;
+    const refreshAdminIdentity = async () => {
+      adminCert = await issueControlPlaneCertificate(authority, store, "admin", [], ADMIN_CERT_TTL_MS, now());
+      await writeIdentityFile(adminIdentityPath, {
+        kind: "mandate-identity",
+        version: 1,
+        spiffeId: `spiffe://${authority.trustDomain}/mandate/admin`,
+        authServer: url,
+        certPem: adminCert.chainPem,
+        keyPem: adminCert.keyPem,
+        bundlePem: authority.x509AuthoritiesPem(),
+        caPin: authority.caPin,
+        expiresAt: new Date(adminCert.notAfter).toISOString(),
+      });
+    };
+    // Like tctl on an auth host: admin commands run here find this file through --data-dir.
+    await refreshAdminIdentity();
+
+    const applyTls = () => {
+      app.server.setSecureContext({ key: serverCert.keyPem, cert: serverCert.chainPem, ca: authority.x509AuthoritiesPem(), minVersion: "TLSv1.2" } as never);
+    };
+    const halfLifePassed = (cert: IssuedKeyPair) => now() >= cert.issuedAt + (cert.notAfter - cert.issuedAt) / 2;
+    let maintaining = false;
+    const maintain = async () => {
+      if (maintaining) return;
+      maintaining = true;
+      try {
+        const signerBefore = authority.x509Signer.authorityId;
+        const changed = await authority.reload();
+        await authority.pruneRetired(jwtMaxTtlMs);
+        const signerChanged = authority.x509Signer.authorityId !== signerBefore;
+        if (signerChanged || halfLifePassed(serverCert)) serverCert = await issueControlPlaneCertificate(authority, store, "server", names, SERVER_CERT_TTL_MS, now());
+        if (changed || signerChanged || authority.bundleSequence !== lastAppliedSequence) {
+          applyTls();
+          lastAppliedSequence = authority.bundleSequence;
+        }
+        if (adminCert && (signerChanged || halfLifePassed(adminCert))) await refreshAdminIdentity();
+      } catch (error) {
+        app.log.error({ err: error }, "maintenance pass failed");
+      } finally {
+        maintaining = false;
+      }
+    };
+    let lastAppliedSequence = authority.bundleSequence;
+    const timer = setInterval(() => void maintain(), options.maintenanceIntervalMs ?? 1000);
+    timer.unref();
+
+    return {
+      url,
+      port,
+      created,
+      dataDir,
+      adminIdentityPath,
+      context,
+      app,
+      maintain,
+      async close() {
+        clearInterval(timer);
+        locks.stop();
+        await app.close();
+        await store.close();
+      },
+    };
+  } catch (error) {
+    await store.close().catch(() => undefined);
+    throw error;
+  }
+}

@@ -1,0 +1,73 @@
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { IssuedX509Svid } from "../../identity/index.js";
+import type { ServerContext } from "../context.js";
+import { parseRequest } from "../validate.js";
+
+const JoinBody = z.strictObject({
+  token: z.string().min(1).max(512),
+  csr: z.string().min(1).max(16_384),
+  hostname: z.string().max(253).optional(),
+  version: z.string().max(64).optional(),
+});
+const RenewBody = z.strictObject({ csr: z.string().min(1).max(16_384) });
+const JwtBody = z.strictObject({
+  audience: z.array(z.string().min(1).max(512)).min(1).max(16),
+  ttlSeconds: z.number().int().positive().optional(),
+});
+
+export function jwtBundleOf(ctx: ServerContext): object {
+  const document = ctx.authority.bundle().document as { keys: { use?: string }[]; spiffe_sequence?: number };
+  return { keys: document.keys.filter((k) => k.use === "jwt-svid"), spiffe_sequence: document.spiffe_sequence };
+}
+
+function svidResponse(ctx: ServerContext, instanceId: string, svid: IssuedX509Svid) {
+  return {
+    spiffeId: svid.spiffeId,
+    instanceId,
+    serial: svid.serialHex,
+    expiresAt: svid.notAfter.toISOString(),
+    svidPem: svid.chainPem,
+    trustDomain: ctx.authority.trustDomain,
+    bundleSequence: ctx.authority.bundleSequence,
+    bundlePem: ctx.authority.x509AuthoritiesPem(),
+    jwtBundle: jwtBundleOf(ctx),
+  };
+}
+
+/** Join, renewal, JWT-SVIDs and the trust bundle: what agents call. */
+export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext): void {
+  app.get("/.well-known/spiffe-bundle", async (_request, reply) => {
+    const bundle = ctx.authority.bundle();
+    void reply.header("content-type", "application/json").header("cache-control", "no-cache");
+    return bundle.json;
+  });
+
+  app.get("/v1/bundle", async () => ({
+    trustDomain: ctx.authority.trustDomain,
+    bundleSequence: ctx.authority.bundleSequence,
+    caPin: ctx.authority.caPin,
+    bundlePem: ctx.authority.x509AuthoritiesPem(),
+    jwtBundle: jwtBundleOf(ctx),
+  }));
+
+  app.post("/v1/join", async (request) => {
+    const body = parseRequest(JoinBody, request.body);
+    const result = await ctx.joins.join({ ...body, address: request.ip });
+    return svidResponse(ctx, result.instanceId, result.svid);
+  });
+
+  app.post("/v1/svid/x509", async (request) => {
+    const caller = await ctx.auth.authenticate(request, "identity.renew", "agent");
+    const body = parseRequest(RenewBody, request.body);
+    const result = await ctx.svids.renew(caller, body.csr);
+    return svidResponse(ctx, result.instanceId, result.svid);
+  });
+
+  app.post("/v1/svid/jwt", async (request) => {
+    const caller = await ctx.auth.authenticate(request, "identity.jwt");
+    const body = parseRequest(JwtBody, request.body);
+    const result = await ctx.svids.mintJwtSvid(caller, body);
+    return { token: result.token, spiffeId: result.spiffeId, expiresAt: result.expiresAt.toISOString() };
+  });
+}

@@ -1,0 +1,133 @@
+import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
+
+/**
+ * Migrations are written once for both dialects: only types both understand
+ * (text, bigint, integer) and an autoincrement column declared per dialect.
+ */
+type Dialect = "sqlite" | "postgres";
+
+function migrations(dialect: Dialect): Record<string, Migration> {
+  const serial = dialect === "postgres" ? "bigserial primary key" : "integer primary key autoincrement";
+  return {
+    "0001_foundation": {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable("meta")
+          .addColumn("key", "text", (c) => c.primaryKey())
+          .addColumn("value", "text", (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable("ca_authorities")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("kind", "text", (c) => c.notNull())
+          .addColumn("parent_id", "text")
+          .addColumn("cert_pem", "text", (c) => c.notNull())
+          .addColumn("key_pem", "text", (c) => c.notNull())
+          .addColumn("not_before", "bigint", (c) => c.notNull())
+          .addColumn("not_after", "bigint", (c) => c.notNull())
+          .addColumn("state", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("activated_at", "bigint")
+          .addColumn("retired_at", "bigint")
+          .execute();
+
+        await db.schema
+          .createTable("jwt_keys")
+          .addColumn("kid", "text", (c) => c.primaryKey())
+          .addColumn("public_jwk", "text", (c) => c.notNull())
+          .addColumn("key_pem", "text", (c) => c.notNull())
+          .addColumn("state", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("activated_at", "bigint")
+          .addColumn("retired_at", "bigint")
+          .execute();
+
+        await db.schema
+          .createTable("agents")
+          .addColumn("name", "text", (c) => c.primaryKey())
+          .addColumn("spiffe_id", "text", (c) => c.notNull().unique())
+          .addColumn("roles", "text", (c) => c.notNull())
+          .addColumn("labels", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("created_by", "text", (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable("join_tokens")
+          .addColumn("token_hash", "text", (c) => c.primaryKey())
+          .addColumn("agent_name", "text", (c) => c.notNull())
+          .addColumn("expires_at", "bigint", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("created_by", "text", (c) => c.notNull())
+          .addColumn("used_at", "bigint")
+          .addColumn("used_by_instance", "text")
+          .execute();
+        await db.schema.createIndex("join_tokens_agent").on("join_tokens").column("agent_name").execute();
+
+        await db.schema
+          .createTable("instances")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("agent_name", "text", (c) => c.notNull())
+          .addColumn("spiffe_id", "text", (c) => c.notNull())
+          .addColumn("hostname", "text", (c) => c.notNull())
+          .addColumn("join_method", "text", (c) => c.notNull())
+          .addColumn("generation", "integer", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("last_renewed_at", "bigint", (c) => c.notNull())
+          .addColumn("svid_serial", "text", (c) => c.notNull())
+          .addColumn("svid_expires_at", "bigint", (c) => c.notNull())
+          .addColumn("version", "text", (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex("instances_agent").on("instances").column("agent_name").execute();
+
+        await db.schema
+          .createTable("issued_svids")
+          .addColumn("serial", "text", (c) => c.primaryKey())
+          .addColumn("spiffe_id", "text", (c) => c.notNull())
+          .addColumn("agent_name", "text")
+          .addColumn("instance_id", "text")
+          .addColumn("authority_id", "text", (c) => c.notNull())
+          .addColumn("not_after", "bigint", (c) => c.notNull())
+          .addColumn("issued_at", "bigint", (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex("issued_svids_instance").on("issued_svids").column("instance_id").execute();
+        await db.schema.createIndex("issued_svids_not_after").on("issued_svids").column("not_after").execute();
+
+        await db.schema
+          .createTable("locks")
+          .addColumn("id", "text", (c) => c.primaryKey())
+          .addColumn("target_kind", "text", (c) => c.notNull())
+          .addColumn("target_value", "text", (c) => c.notNull())
+          .addColumn("reason", "text", (c) => c.notNull())
+          .addColumn("created_by", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("expires_at", "bigint")
+          .execute();
+
+        await sql`create table audit_events (
+          seq ${sql.raw(serial)},
+          id text not null unique,
+          time bigint not null,
+          type text not null,
+          code text not null,
+          actor_spiffe_id text,
+          actor_agent text,
+          actor_user text,
+          task_id text,
+          decision text,
+          outcome text not null,
+          body text not null
+        )`.execute(db);
+        await db.schema.createIndex("audit_events_time").on("audit_events").column("time").execute();
+        await db.schema.createIndex("audit_events_type_time").on("audit_events").columns(["type", "time"]).execute();
+        await db.schema.createIndex("audit_events_agent_time").on("audit_events").columns(["actor_agent", "time"]).execute();
+        await db.schema.createIndex("audit_events_task_time").on("audit_events").columns(["task_id", "time"]).execute();
+      },
+    },
+  };
+}
+
+export function migrationProvider(dialect: Dialect): MigrationProvider {
+  return { getMigrations: async () => migrations(dialect) };
+}

@@ -1,0 +1,120 @@
+import type { Generated } from "kysely";
+
+/**
+ * The one schema every backend shares. Times are integer milliseconds since the
+ * epoch (bigint on Postgres, parsed back to number) so both dialects compare and
+ * index them the same way; structured fields are JSON text for the same reason.
+ */
+export interface MetaTable {
+  key: string;
+  value: string;
+}
+
+export type AuthorityKind = "root" | "intermediate";
+export type AuthorityState = "prepared" | "active" | "retired" | "removed";
+
+export interface CaAuthorityTable {
+  id: string;
+  kind: AuthorityKind;
+  parent_id: string | null;
+  cert_pem: string;
+  key_pem: string;
+  not_before: number;
+  not_after: number;
+  state: AuthorityState;
+  created_at: number;
+  activated_at: number | null;
+  retired_at: number | null;
+}
+
+export interface JwtKeyTable {
+  kid: string;
+  public_jwk: string;
+  key_pem: string;
+  state: AuthorityState;
+  created_at: number;
+  activated_at: number | null;
+  retired_at: number | null;
+}
+
+export interface AgentTable {
+  name: string;
+  spiffe_id: string;
+  roles: string;
+  labels: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface JoinTokenTable {
+  token_hash: string;
+  agent_name: string;
+  expires_at: number;
+  created_at: number;
+  created_by: string;
+  used_at: number | null;
+  used_by_instance: string | null;
+}
+
+export interface InstanceTable {
+  id: string;
+  agent_name: string;
+  spiffe_id: string;
+  hostname: string;
+  join_method: string;
+  generation: number;
+  created_at: number;
+  last_renewed_at: number;
+  svid_serial: string;
+  svid_expires_at: number;
+  version: string;
+}
+
+export interface IssuedSvidTable {
+  serial: string;
+  spiffe_id: string;
+  agent_name: string | null;
+  instance_id: string | null;
+  authority_id: string;
+  not_after: number;
+  issued_at: number;
+}
+
+export type LockTargetKind = "agent" | "serial" | "instance" | "spiffe_id";
+
+export interface LockTable {
+  id: string;
+  target_kind: LockTargetKind;
+  target_value: string;
+  reason: string;
+  created_by: string;
+  created_at: number;
+  expires_at: number | null;
+}
+
+export interface AuditEventTable {
+  seq: Generated<number>;
+  id: string;
+  time: number;
+  type: string;
+  code: string;
+  actor_spiffe_id: string | null;
+  actor_agent: string | null;
+  actor_user: string | null;
+  task_id: string | null;
+  decision: string | null;
+  outcome: string;
+  body: string;
+}
+
+export interface Database {
+  meta: MetaTable;
+  ca_authorities: CaAuthorityTable;
+  jwt_keys: JwtKeyTable;
+  agents: AgentTable;
+  join_tokens: JoinTokenTable;
+  instances: InstanceTable;
+  issued_svids: IssuedSvidTable;
+  locks: LockTable;
+  audit_events: AuditEventTable;
+}

@@ -1,0 +1,194 @@
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction, sql } from "kysely";
+import pg from "pg";
+import { MandateError, isMandateError } from "../errors/index.js";
+import { GroupCommit } from "./group-commit.js";
+import { migrationProvider } from "./migrations.js";
+import type { Database } from "./schema.js";
+import { SqliteFileGuard } from "./sqlite-file-guard.js";
+
+export type StoreKind = "sqlite" | "postgres";
+export type StoreTx = Transaction<Database>;
+
+export interface OpenStoreOptions {
+  /** `postgres://…` for Postgres; otherwise SQLite in `dataDir`. */
+  storage?: string | undefined;
+  dataDir: string;
+  /** How often SQLite's file is checked for deletion or loss of write permission. */
+  fileCheckIntervalMs?: number;
+}
+
+const INIT_LOCK_KEY = 7_366_524_961; // arbitrary, constant across control planes
+
+export class Store {
+  private readonly groupCommit: GroupCommit<StoreTx>;
+
+  private constructor(
+    readonly db: Kysely<Database>,
+    readonly kind: StoreKind,
+    /** Where the data lives, with any password removed. */
+    readonly location: string,
+    private readonly guard: SqliteFileGuard | undefined,
+  ) {
+    this.groupCommit = new GroupCommit((body) => this.db.transaction().execute(body));
+  }
+
+  static async open(options: OpenStoreOptions): Promise<Store> {
+    const storage = options.storage;
+    if (storage && /^postgres(ql)?:\/\//.test(storage)) return Store.openPostgres(storage);
+    if (storage && storage !== "sqlite") {
+      throw new MandateError("CONFIG_INVALID", `unsupported --storage ${JSON.stringify(redactUrl(storage))}: use postgres://… or omit it for SQLite`);
+    }
+    return Store.openSqlite(options.dataDir, options.fileCheckIntervalMs);
+  }
+
+  private static async openSqlite(dataDir: string, intervalMs?: number): Promise<Store> {
+    const dir = resolve(dataDir);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const path = join(dir, "mandate.db");
+    let database: BetterSqlite3.Database;
+    try {
+      database = new BetterSqlite3(path);
+      // WAL lets readers proceed during writes; synchronous=FULL makes every
+      // acknowledged commit survive power loss, which "no audit, no action" needs.
+      database.pragma("journal_mode = WAL");
+      database.pragma("synchronous = FULL");
+      database.pragma("foreign_keys = ON");
+      database.pragma("busy_timeout = 5000");
+    } catch (error) {
+      throw new MandateError("STORE_UNAVAILABLE", `cannot open SQLite database ${path}: ${(error as Error).message}`, { cause: error });
+    }
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    const guard = new SqliteFileGuard(path, intervalMs);
+    const store = new Store(db, "sqlite", path, guard);
+    await store.migrate();
+    await guard.start();
+    return store;
+  }
+
+  private static async openPostgres(url: string): Promise<Store> {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: 10,
+      connectionTimeoutMillis: 5000,
+      // bigint columns hold millisecond timestamps and counters, all far below 2^53.
+      types: {
+        getTypeParser: ((oid: number, format?: string) =>
+          oid === 20 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+      },
+    });
+    pool.on("error", () => {
+      // An idle client dropped by the server: the pool replaces it; queries report their own errors.
+    });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const store = new Store(db, "postgres", redactUrl(url), undefined);
+    try {
+      await sql`select 1`.execute(db);
+    } catch (error) {
+      await db.destroy();
+      throw new MandateError("STORE_UNAVAILABLE", `cannot connect to PostgreSQL at ${redactUrl(url)}: ${(error as Error).message}`, { cause: error });
+    }
+    await store.migrate();
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    // Serialize migrations across control planes starting together on one Postgres.
+    await this.withInitLock(async () => {
+      const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.kind) });
+      const { error, results } = await migrator.migrateToLatest();
+      if (error) {
+        const failed = results?.find((r) => r.status === "Error")?.migrationName;
+        throw new MandateError("STORE_UNAVAILABLE", `migration ${failed ?? "?"} failed: ${(error as Error).message}`, { cause: error });
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` while holding a cluster-wide lock (Postgres advisory lock), so that
+   * first-start initialization (trust domain, CA) happens exactly once even when
+   * several control planes start at the same moment.
+   */
+  async withInitLock<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.kind === "sqlite") return fn();
+    await sql`select pg_advisory_lock(${INIT_LOCK_KEY})`.execute(this.db);
+    try {
+      return await fn();
+    } finally {
+      await sql`select pg_advisory_unlock(${INIT_LOCK_KEY})`.execute(this.db);
+    }
+  }
+
+  /** Throws STORE_UNAVAILABLE / STORE_READ_ONLY when writes must not be attempted. */
+  assertWritable(): void {
+    this.guard?.assertHealthy();
+  }
+
+  get healthy(): boolean {
+    return this.guard?.healthy ?? true;
+  }
+
+  /** Re-checks the SQLite file now (tests and health endpoints). */
+  async checkHealth(): Promise<boolean> {
+    await this.guard?.check();
+    return this.healthy;
+  }
+
+  /**
+   * A durable write: resolves only once committed, batched with concurrent writes.
+   * Used for the records an action depends on (issuance, audit).
+   */
+  async writeDurably(op: (tx: StoreTx) => Promise<void>): Promise<void> {
+    this.assertWritable();
+    try {
+      await this.groupCommit.write(op);
+    } catch (error) {
+      throw asStoreError(error);
+    }
+  }
+
+  /** A transaction of its own, for conditional writes that must not share a batch's fate. */
+  async transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    this.assertWritable();
+    try {
+      return await this.db.transaction().execute(fn);
+    } catch (error) {
+      throw asStoreError(error);
+    }
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom("meta").select("value").where("key", "=", key).executeTakeFirst();
+    return row?.value;
+  }
+
+  async close(): Promise<void> {
+    this.guard?.stop();
+    await this.groupCommit.drain();
+    await this.db.destroy();
+  }
+}
+
+function asStoreError(error: unknown): unknown {
+  if (isMandateError(error)) return error;
+  const code = (error as { code?: string }).code ?? "";
+  if (code.startsWith("SQLITE_READONLY")) {
+    return new MandateError("STORE_READ_ONLY", `the database is read-only: ${(error as Error).message}`, { cause: error });
+  }
+  if (code.startsWith("SQLITE_IOERR") || code === "SQLITE_FULL" || code === "SQLITE_CANTOPEN" || code === "ECONNREFUSED" || code === "57P01") {
+    return new MandateError("STORE_UNAVAILABLE", `the database cannot be written: ${(error as Error).message}`, { cause: error });
+  }
+  return error;
+}
+
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "<unparseable URL>";
+  }
+}
