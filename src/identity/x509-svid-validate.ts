@@ -41,26 +41,43 @@ export function validateX509Svid(chain: Buffer[], bundleFor: (trustDomain: strin
 
   const anchors = bundleFor(spiffeId.trustDomain);
   if (!anchors || anchors.length === 0) throw reject(`no trust bundle for trust domain ${spiffeId.trustDomain}`);
-  const certs = chain.map((der) => new X509Certificate(der));
+  let certs: X509Certificate[];
+  try {
+    certs = chain.map((der) => new X509Certificate(der));
+  } catch (error) {
+    throw reject(`unreadable certificate (${(error as Error).message})`);
+  }
   for (let i = 1; i < chain.length; i++) {
     const intermediate = inspectCertificate(chain[i]!);
     if (!intermediate.isCa) throw reject(`certificate ${i} of the chain is not a CA`);
     if (intermediate.keyUsage && !intermediate.keyUsage.keyCertSign) throw reject(`certificate ${i} of the chain may not sign certificates`);
     checkValidity(intermediate.notBefore, intermediate.notAfter, now, `certificate ${i} of the chain`);
   }
-  // Walk up the presented chain until a link is signed by (or is) a bundle authority.
+  if (chainReachesAnchor(certs, anchors, now)) return { spiffeId, leaf: certs[0]!, serialHex: info.serialHex, notAfter: info.notAfter };
+  throw reject(`not signed by a CA of trust domain ${spiffeId.trustDomain}`);
+}
+
+/** Walks up the presented chain until a link is signed by (or is) an authority of the bundle. */
+function chainReachesAnchor(certs: X509Certificate[], anchors: X509Certificate[], now: Date): boolean {
+  const signedBy = (child: X509Certificate, parent: X509Certificate) => {
+    try {
+      return child.checkIssued(parent) && child.verify(parent.publicKey);
+    } catch {
+      return false;
+    }
+  };
   for (let i = 0; i < certs.length; i++) {
     const cert = certs[i]!;
-    const anchor = anchors.find((a) => a.raw.equals(cert.raw) && i > 0) ?? anchors.find((a) => cert.checkIssued(a) && cert.verify(a.publicKey));
+    const anchor = anchors.find((a) => a.raw.equals(cert.raw) && i > 0) ?? anchors.find((a) => signedBy(cert, a));
     if (anchor) {
       const anchorInfo = inspectCertificate(anchor.raw);
       checkValidity(anchorInfo.notBefore, anchorInfo.notAfter, now, "trust anchor");
-      return { spiffeId, leaf: certs[0]!, serialHex: info.serialHex, notAfter: info.notAfter };
+      return true;
     }
     const parent = certs[i + 1];
-    if (!parent || !cert.checkIssued(parent) || !cert.verify(parent.publicKey)) break;
+    if (!parent || !signedBy(cert, parent)) return false;
   }
-  throw reject(`not signed by a CA of trust domain ${spiffeId.trustDomain}`);
+  return false;
 }
 
 function checkValidity(notBefore: Date, notAfter: Date, now: Date, what: string): void {
