@@ -88,9 +88,18 @@ try {
   const bodies = await Promise.all(Array.from({ length: 64 }, async () => JSON.stringify({ csr: (await generateKeyAndCsr()).csrPem })));
 
   console.log(`X509-SVID issuance over the API: ${CONCURRENCY} concurrent mTLS clients, ${SECONDS}s…`);
+  const elu0 = performance.eventLoopUtilization();
+  const cpu0 = process.cpuUsage();
   const issuance = await runLoad({ url: `${plane.url}/v1/svid/x509`, ca: creds.bundlePem, cert: creds.svidPem, key: creds.keyPem, bodies, concurrency: CONCURRENCY, durationMs: SECONDS * 1000, warmupMs: 1000 });
+  const elu = performance.eventLoopUtilization(elu0);
+  const cpu = process.cpuUsage(cpu0);
+  console.log(`  control-plane event loop ${(elu.utilization * 100).toFixed(0)}% busy; process CPU ${((cpu.user + cpu.system) / 1000 / ((SECONDS + 1) * 1000) * 100).toFixed(0)}% of one core`);
   if (issuance.failed) console.log(`  ${issuance.failed} failed requests, first: ${issuance.firstError}`);
 
+  if (process.env.BENCH_ONLY === "issuance") {
+    console.log(`issuance ${issuance.perSecond.toFixed(0)}/s = ${(issuance.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling`);
+    process.exit(0);
+  }
   console.log(`JWT-SVID minting in-process, ${SECONDS}s…`);
   const signer = plane.context.authority.jwtSvidSigner;
   const jwtRate = await mintRate(() => signer.mintJwtSvid({ spiffeId: "spiffe://mandate.local/agent/bench", audience: ["bench"], ttlSeconds: 300 }), SECONDS, 64);

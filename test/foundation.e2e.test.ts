@@ -249,3 +249,28 @@ describe("foundation, end to end on the embedded default", () => {
     expect(noAdmin.stderr).toContain("--data-dir");
   });
 });
+
+describe("fail closed when the store breaks", () => {
+  it("refuses to issue when the database file is deleted: clear error, no certificate, no half-written state", async () => {
+    const dataDir = await tempDir();
+    const work = await tempDir();
+    const plane = await startTestControlPlane({ dataDir });
+    try {
+      const added = await mandate("agents", "add", "fragile", "--data-dir", dataDir, "--format", "json");
+      expect(added.code, added.stderr).toBe(0);
+      await rm(join(dataDir, "mandate.db"));
+      await plane.context.store.checkHealth();
+      const joined = await mandate("daemon", "--auth-server", plane.url, "--join-token", added.json().token, "--out", join(work, "c"), "--oneshot");
+      expect(joined.code).toBe(1);
+      expect(joined.stderr).toContain("STORE_UNAVAILABLE");
+      expect(joined.stderr).toContain("deleted");
+      await expect(stat(join(work, "c", "svid.pem"))).rejects.toThrow();
+      const ready = await rawRequest(`${plane.url}/readyz`, { method: "GET", ca: (await readIdentityFile(plane.adminIdentityPath)).bundlePem });
+      expect(ready.status).toBe(503);
+    } finally {
+      await plane.close();
+      await rm(dataDir, { recursive: true, force: true });
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});

@@ -60,7 +60,7 @@ export class Store {
     } catch (error) {
       throw new MandateError("STORE_UNAVAILABLE", `cannot open SQLite database ${path}: ${(error as Error).message}`, { cause: error });
     }
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) });
     const guard = new SqliteFileGuard(path, intervalMs);
     const store = new Store(db, "sqlite", path, guard);
     await store.migrate();
@@ -191,4 +191,30 @@ export function redactUrl(url: string): string {
   } catch {
     return "<unparseable URL>";
   }
+}
+
+/**
+ * Kysely prepares every statement anew; on SQLite, preparing costs more than running
+ * the small queries issuance makes. The query shapes are few and fixed (values are
+ * bound parameters), so prepared statements are cached by SQL text.
+ */
+function withStatementCache(database: BetterSqlite3.Database): BetterSqlite3.Database {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  const prepare = database.prepare.bind(database);
+  return new Proxy(database, {
+    get(target, property, receiver) {
+      if (property === "prepare") {
+        return (source: string) => {
+          let statement = cache.get(source);
+          if (!statement) {
+            statement = prepare(source);
+            if (cache.size < 1000) cache.set(source, statement);
+          }
+          return statement;
+        };
+      }
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

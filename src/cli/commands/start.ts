@@ -10,7 +10,7 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .description("Start the control plane: CA, identity issuance, bundle endpoint and API on one HTTPS listener")
     .option("--data-dir <dir>", "where keys and the embedded database live (env MANDATE_DATA_DIR)", undefined)
     .option("--storage <url>", "postgres://user@host:5432/db to share state between control planes (default: SQLite in --data-dir)")
-    .option("--trust-domain <name>", "trust domain created on first start", "mandate.local")
+    .option("--trust-domain <name>", "trust domain created on first start (default: mandate.local)")
     .option("--listen <host:port>", "HTTPS listen address", "127.0.0.1:7443")
     .option("--public-addr <host[:port]...>", "address(es) clients dial; added to the server certificate")
     .option("--svid-ttl <duration>", "X509-SVID lifetime", "1h")

@@ -1,26 +1,32 @@
 import { MandateError, type MandateErrorCode } from "../../errors/index.js";
 
-/** One DER element: a view into the input, never a copy. */
+/** One DER element: views into the input, never copies. */
 export interface DerElement {
   tag: number;
+  /** Tag and length octets. */
+  headerLength: number;
   /** The whole TLV (header + value). */
   bytes: Buffer;
   value: Buffer;
 }
 
+// Certificates and CSRs nest about 8 levels; the cap keeps hostile input from recursing without end.
 const MAX_DEPTH = 32;
+// Four length octets address 4 GiB, far beyond any input we accept, so longer forms are hostile.
+const MAX_LENGTH_OCTETS = 4;
 
 /**
- * A strict DER reader: definite, minimally encoded lengths only, no trailing bytes,
- * bounds-checked. Everything it cannot read is an error with the caller's code, so a
- * CSR parser reports INVALID_CSR and a certificate parser INVALID_CERTIFICATE.
+ * A strict DER reader: definite, minimally encoded lengths only, low-tag-number form,
+ * no trailing bytes, every read bounds-checked. Everything it cannot read is an error
+ * with the caller's code, so a CSR parser reports INVALID_CSR and a certificate parser
+ * INVALID_CERTIFICATE, without re-wrapping.
  */
 export class DerReader {
   private offset = 0;
 
   constructor(
     private readonly input: Buffer,
-    private readonly errorCode: MandateErrorCode,
+    readonly errorCode: MandateErrorCode,
     private readonly what: string,
     private readonly depth = 0,
   ) {
@@ -44,7 +50,7 @@ export class DerReader {
     const start = this.offset;
     if (start + 2 > input.length) throw this.error("truncated element");
     const tag = input[start]!;
-    if ((tag & 0x1f) === 0x1f) throw this.error("multi-byte tags are not supported");
+    if ((tag & 0x1f) === 0x1f) throw this.error("high tag numbers are not used by X.509");
     if (expectedTag !== undefined && tag !== expectedTag) {
       throw this.error(`expected tag 0x${expectedTag.toString(16)}, found 0x${tag.toString(16)}`);
     }
@@ -53,7 +59,7 @@ export class DerReader {
     if (length & 0x80) {
       const count = length & 0x7f;
       if (count === 0) throw this.error("indefinite length is not DER");
-      if (count > 4) throw this.error("length too large");
+      if (count > MAX_LENGTH_OCTETS) throw this.error("length too large");
       if (start + 2 + count > input.length) throw this.error("truncated length");
       length = 0;
       for (let i = 0; i < count; i++) length = length * 256 + input[start + 2 + i]!;
@@ -63,7 +69,7 @@ export class DerReader {
     const end = start + headerLength + length;
     if (end > input.length) throw this.error("element runs past the end of its container");
     this.offset = end;
-    return { tag, bytes: input.subarray(start, end), value: input.subarray(start + headerLength, end) };
+    return { tag, headerLength, bytes: input.subarray(start, end), value: input.subarray(start + headerLength, end) };
   }
 
   readOptional(tag: number): DerElement | undefined {
@@ -72,15 +78,78 @@ export class DerReader {
 
   /** Reads a constructed element and returns a reader over its contents. */
   enter(expectedTag: number): DerReader {
-    return new DerReader(this.read(expectedTag).value, this.errorCode, this.what, this.depth + 1);
+    return this.child(this.read(expectedTag));
   }
 
   child(element: DerElement): DerReader {
+    if ((element.tag & 0x20) === 0) throw this.error(`tag 0x${element.tag.toString(16)} is not constructed`);
+    return new DerReader(element.value, this.errorCode, this.what, this.depth + 1);
+  }
+
+  /** A reader over an OCTET STRING's contents (extension values wrap DER in one). */
+  wrapped(element: DerElement): DerReader {
     return new DerReader(element.value, this.errorCode, this.what, this.depth + 1);
   }
 
   end(): void {
     if (!this.done) throw this.error("unexpected trailing bytes");
+  }
+
+  readOid(): string {
+    return decodeOid(this.read(TAG.OID).value, this.errorCode);
+  }
+
+  /** DER allows only 0x00 and 0xff, in one octet. */
+  readBoolean(): boolean {
+    const value = this.read(TAG.BOOLEAN).value;
+    if (value.length !== 1 || (value[0] !== 0 && value[0] !== 0xff)) throw this.error("BOOLEAN is not DER");
+    return value[0] === 0xff;
+  }
+
+  /** An optional BOOLEAN whose absence means `false`; DER forbids encoding that default. */
+  readDefaultFalse(): boolean {
+    if (this.peekTag() !== TAG.BOOLEAN) return false;
+    if (!this.readBoolean()) throw this.error("a DEFAULT FALSE BOOLEAN must be omitted, not encoded");
+    return true;
+  }
+
+  /** A small non-negative INTEGER (versions, path lengths). */
+  readSmallInteger(): number {
+    const value = this.read(TAG.INTEGER).value;
+    checkInteger(value, this);
+    if (value[0]! & 0x80) throw this.error("negative INTEGER where a count is expected");
+    if (value.length > 4) throw this.error("INTEGER too large");
+    return value.reduce((acc, byte) => acc * 256 + byte, 0);
+  }
+
+  /** INTEGER content octets, checked for DER minimality. */
+  readIntegerBytes(): Buffer {
+    const value = this.read(TAG.INTEGER).value;
+    checkInteger(value, this);
+    return value;
+  }
+
+  /** BIT STRING contents with the unused-bits octet removed; `unusedBits` must be zero unless allowed. */
+  readBitString(allowUnusedBits = false): { bits: Buffer; unusedBits: number } {
+    const value = this.read(TAG.BIT_STRING).value;
+    if (value.length === 0) throw this.error("BIT STRING without its unused-bits octet");
+    const unusedBits = value[0]!;
+    if (unusedBits > 7 || (value.length === 1 && unusedBits !== 0)) throw this.error("bad BIT STRING unused-bits count");
+    if (unusedBits !== 0 && !allowUnusedBits) throw this.error("BIT STRING must hold whole octets");
+    if (unusedBits !== 0 && (value[value.length - 1]! & ((1 << unusedBits) - 1)) !== 0) throw this.error("BIT STRING padding bits are not zero");
+    return { bits: value.subarray(1), unusedBits };
+  }
+
+  /** Reads a UTCTime or GeneralizedTime (Z form with seconds only, as RFC 5280 requires). */
+  readTime(): Date {
+    return decodeTime(this.read(), this);
+  }
+}
+
+function checkInteger(value: Buffer, reader: DerReader): void {
+  if (value.length === 0) throw reader.error("empty INTEGER");
+  if (value.length > 1 && ((value[0] === 0 && value[1]! < 0x80) || (value[0] === 0xff && value[1]! >= 0x80))) {
+    throw reader.error("INTEGER is not minimally encoded");
   }
 }
 
@@ -98,39 +167,68 @@ export const TAG = {
   GENERALIZED_TIME: 0x18,
 } as const;
 
-export function decodeOid(value: Buffer): string {
-  if (value.length === 0) throw new MandateError("MALFORMED_REQUEST", "empty OID");
-  const parts: number[] = [];
+/** Decodes OBJECT IDENTIFIER contents; a non-minimal arc (leading 0x80) is rejected, as DER requires. */
+export function decodeOid(value: Buffer, code: MandateErrorCode = "MALFORMED_REQUEST"): string {
+  if (value.length === 0) throw new MandateError(code, "malformed OID: empty");
+  let text = "";
   let acc = 0;
+  let arcStart = true;
   for (let i = 0; i < value.length; i++) {
     const byte = value[i]!;
+    if (arcStart && byte === 0x80) throw new MandateError(code, "malformed OID: arc is not minimally encoded");
+    // Past 2^46 the next shift would lose precision; no real OID has such an arc.
+    if (acc > 2 ** 46) throw new MandateError(code, "malformed OID: arc too large");
     acc = acc * 128 + (byte & 0x7f);
-    if (acc > Number.MAX_SAFE_INTEGER / 128) throw new MandateError("MALFORMED_REQUEST", "OID arc too large");
-    if ((byte & 0x80) === 0) {
-      if (parts.length === 0) parts.push(acc < 80 ? Math.floor(acc / 40) : 2, acc < 80 ? acc % 40 : acc - 80);
-      else parts.push(acc);
+    arcStart = (byte & 0x80) === 0;
+    if (arcStart) {
+      if (text === "") text = acc < 80 ? `${Math.floor(acc / 40)}.${acc % 40}` : `2.${acc - 80}`;
+      else text += `.${acc}`;
       acc = 0;
-    } else if (i === value.length - 1) {
-      throw new MandateError("MALFORMED_REQUEST", "truncated OID");
     }
   }
-  return parts.join(".");
+  if (!arcStart) throw new MandateError(code, "malformed OID: truncated");
+  return text;
 }
 
-/** Reads a DER time (UTCTime or GeneralizedTime, Z form only, as RFC 5280 requires). */
+const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Reads a DER time: UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ), with every field range-checked. */
 export function decodeTime(element: DerElement, reader: DerReader): Date {
-  const text = element.value.toString("latin1");
-  let match: RegExpExecArray | null;
+  const value = element.value;
   let year: number;
-  if (element.tag === TAG.UTC_TIME && (match = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text))) {
-    const yy = Number(match[1]);
+  let at: number;
+  if (element.tag === TAG.UTC_TIME && value.length === 13) {
+    const yy = digits(value, 0, 2, reader);
+    // RFC 5280 §4.1.2.5.1: YY >= 50 means 19YY, otherwise 20YY.
     year = yy >= 50 ? 1900 + yy : 2000 + yy;
-  } else if (element.tag === TAG.GENERALIZED_TIME && (match = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text))) {
-    year = Number(match[1]);
+    at = 2;
+  } else if (element.tag === TAG.GENERALIZED_TIME && value.length === 15) {
+    year = digits(value, 0, 4, reader);
+    at = 4;
   } else {
-    throw reader.error("invalid time");
+    throw reader.error("time must be a UTCTime or GeneralizedTime in Z form with seconds");
   }
-  const date = new Date(Date.UTC(year, Number(match[2]) - 1, Number(match[3]), Number(match[4]), Number(match[5]), Number(match[6])));
-  if (Number.isNaN(date.getTime())) throw reader.error("invalid time");
+  if (value[value.length - 1] !== 0x5a) throw reader.error("time must end in Z");
+  const month = digits(value, at, 2, reader);
+  const day = digits(value, at + 2, 2, reader);
+  const hour = digits(value, at + 4, 2, reader);
+  const minute = digits(value, at + 6, 2, reader);
+  const second = digits(value, at + 8, 2, reader);
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const monthDays = month === 2 && !leap ? 28 : DAYS_IN_MONTH[month - 1];
+  if (monthDays === undefined || day < 1 || day > monthDays || hour > 23 || minute > 59 || second > 59) throw reader.error("time is out of range");
+  const date = new Date(Date.UTC(2000, month - 1, day, hour, minute, second));
+  // Date.UTC maps years 0-99 to 19xx, so the year is set on its own.
+  date.setUTCFullYear(year);
   return date;
+}
+
+function digits(value: Buffer, start: number, count: number, reader: DerReader): number {
+  let n = 0;
+  for (let i = start; i < start + count; i++) {
+    const d = value[i]! - 0x30;
+    if (d < 0 || d > 9) throw reader.error("time has a non-digit");
+    n = n * 10 + d;
+  }
+  return n;
 }
