@@ -1,3 +1,4 @@
+import "../src/cli/threadpool.js";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -9,6 +10,7 @@ import * as x509lib from "@peculiar/x509";
 import { generateKeyAndCsr, joinWithToken, readCredentials } from "../src/agent/index.js";
 import { readIdentityFile } from "../src/client/identity-file.js";
 import { MandateClient } from "../src/client/http-client.js";
+import { parseCsr, verifyCsr } from "../src/identity/index.js";
 import { EC_P256, randomSerial, x509 } from "../src/identity/x509-util.js";
 import { startControlPlane } from "../src/server/index.js";
 import { measureOpensslCeiling } from "./openssl-ceiling.js";
@@ -57,7 +59,7 @@ async function libraryLeafRate(seconds: number): Promise<number> {
   return n / ((Date.now() - t0) / 1000);
 }
 
-async function mintRate(mint: () => Promise<string>, seconds: number, concurrency: number): Promise<number> {
+async function mintRate(mint: () => Promise<unknown>, seconds: number, concurrency: number): Promise<number> {
   const deadline = Date.now() + seconds * 1000;
   let n = 0;
   const t0 = Date.now();
@@ -104,6 +106,29 @@ try {
   const signer = plane.context.authority.jwtSvidSigner;
   const jwtRate = await mintRate(() => signer.mintJwtSvid({ spiffeId: "spiffe://mandate.local/agent/bench", audience: ["bench"], ttlSeconds: 300 }), SECONDS, 64);
 
+  console.log(`X509-SVID issuance in-process (parse + verify CSR, build + sign leaf), ${SECONDS}s…`);
+  const csrTexts = bodies.map((b) => (JSON.parse(b) as { csr: string }).csr);
+  const x509Signer = plane.context.authority.x509Signer;
+  let k = 0;
+  const coreRate = await mintRate(async () => {
+    const csr = parseCsr(csrTexts[k++ % csrTexts.length]!);
+    await verifyCsr(csr);
+    const t = Date.now();
+    return x509Signer.builder.buildX509Svid({ spiffeId: "spiffe://mandate.local/agent/bench", spkiDer: csr.spkiDer, keyAlgorithm: csr.keyAlgorithm, serial: randomSerial(), notBefore: new Date(t - 60_000), notAfter: new Date(t + 3600_000) });
+  }, SECONDS, 64);
+  console.log(`… plus the durable issuance record and audit event, ${SECONDS}s…`);
+  const durableRate = await mintRate(async () => {
+    const svid = await plane.context.issuer.issue({
+      csr: parseCsr(csrTexts[k++ % csrTexts.length]!),
+      spiffeId: "spiffe://mandate.local/agent/bench",
+      agentName: "bench",
+      instanceId: null,
+      ttlMs: 3600_000,
+      audit: (issued) => ({ type: "identity.renew", code: "OK", actor: { kind: "agent", agent: "bench" }, target: { serial: issued.serialHex }, outcome: { status: "ok" } }),
+    });
+    return svid.serialHex;
+  }, SECONDS, 64);
+
   console.log(`JWT-SVID over the API, ${SECONDS}s…`);
   const jwtApi = await runLoad({ url: `${plane.url}/v1/svid/jwt`, ca: creds.bundlePem, cert: creds.svidPem, key: creds.keyPem, bodies: [JSON.stringify({ audience: ["bench"] })], concurrency: CONCURRENCY, durationMs: SECONDS * 1000, warmupMs: 1000 });
 
@@ -117,6 +142,8 @@ try {
     ["openssl P-256 verify/s (1 core)", ceiling.verifyPerSecond.toFixed(0), ""],
     ["ceiling: 1 verify + 1 sign per issuance", ceiling.issuancePerSecond.toFixed(0), "1.00"],
     ["X509-SVID issuance over the API (mTLS, CSR, durable record)", issuance.perSecond.toFixed(0), `${issuanceRatio.toFixed(2)} of ceiling (target ≥ 0.30); p50 ${issuance.p50.toFixed(1)} ms, p99 ${issuance.p99.toFixed(1)} ms`],
+    ["  in-process: CSR parse + verify, leaf build + sign", coreRate.toFixed(0), `${(coreRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling`],
+    ["  in-process: the above + durable record + audit event", durableRate.toFixed(0), `${(durableRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling`],
     ["baseline: @peculiar/x509 leaf building alone", libraryRate.toFixed(0), `${(libraryRate / ceiling.issuancePerSecond).toFixed(3)} of ceiling`],
     ["JWT-SVID minting (in-process)", jwtRate.toFixed(0), `${jwtRatio.toFixed(2)} of sign ceiling (target ≥ 0.50)`],
     ["JWT-SVID over the API (mTLS, audited)", jwtApi.perSecond.toFixed(0), `${(jwtApi.perSecond / ceiling.signPerSecond).toFixed(2)} of sign ceiling; p99 ${jwtApi.p99.toFixed(1)} ms`],
@@ -132,11 +159,15 @@ try {
     issuance,
     issuanceRatio,
     libraryLeafPerSecond: libraryRate,
+    inProcessIssuancePerSecond: coreRate,
+    inProcessDurableIssuancePerSecond: durableRate,
     jwtMintPerSecond: jwtRate,
     jwtRatio,
     jwtApi,
   };
-  await writeFile(join(process.cwd(), "bench", "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  const out = process.env.BENCH_OUT ?? join(dataDir, "results.json");
+  await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
+  if (process.env.BENCH_OUT) console.log(`\nresults written to ${out}`);
 } finally {
   await plane.close();
   await rm(dataDir, { recursive: true, force: true });

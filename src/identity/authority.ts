@@ -69,6 +69,7 @@ export class TrustDomainAuthority {
   private jwtSigner!: JwtSvidSigner;
   private sequence = 0;
   private bundleCache: { sequence: number; json: string; document: object } | undefined;
+  private pemCache: { sequence: number; pem: string } | undefined;
   private readonly now: () => number;
 
   private constructor(
@@ -170,6 +171,7 @@ export class TrustDomainAuthority {
     if (this.jwtSigner?.kid !== activeJwt.kid) this.jwtSigner = createJwtSvidSigner({ kid: activeJwt.kid, privateKey: activeJwt.privateKey });
     this.sequence = sequence;
     this.bundleCache = undefined;
+    this.pemCache = undefined;
     return true;
   }
 
@@ -199,8 +201,12 @@ export class TrustDomainAuthority {
     return [this.root.cert, ...this.intermediates.map((i) => i.cert)];
   }
 
+  /** PEM of the trust anchors; computed once per bundle sequence since every SVID response carries it. */
   x509AuthoritiesPem(): string {
-    return this.x509Authorities().map((c) => certToPem(c.raw)).join("");
+    if (this.pemCache?.sequence !== this.sequence) {
+      this.pemCache = { sequence: this.sequence, pem: this.x509Authorities().map((c) => certToPem(c.raw)).join("") };
+    }
+    return this.pemCache.pem;
   }
 
   jwtAuthorities(): { kid: string; publicKey: KeyObject }[] {

@@ -35,9 +35,13 @@ export class SvidService {
     const actor = { kind: "agent" as const, spiffeId: caller.spiffeId, agent: caller.agent };
     try {
       if (caller.kind !== "agent" || !caller.agent) throw new MandateError("PERMISSION_DENIED", "only agent identities renew through this endpoint");
-      const issued = await store.db.selectFrom("issued_svids").select(["instance_id"]).where("serial", "=", caller.serialHex).executeTakeFirst();
-      const instanceId = issued?.instance_id ?? undefined;
-      const instance = instanceId ? await store.db.selectFrom("instances").selectAll().where("id", "=", instanceId).executeTakeFirst() : undefined;
+      // One lookup: the certificate presented must be one this instance was issued.
+      const instance = await store.db
+        .selectFrom("issued_svids")
+        .innerJoin("instances", "instances.id", "issued_svids.instance_id")
+        .select(["instances.id", "instances.generation"])
+        .where("issued_svids.serial", "=", caller.serialHex)
+        .executeTakeFirst();
       if (!instance) throw new MandateError("PERMISSION_DENIED", "the presented SVID belongs to no known instance of this agent; join again with a new token");
       locks.assertNotLocked({ spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex, instanceId: instance.id });
       const csr = parseCsr(csrInput);
