@@ -38,21 +38,26 @@ Getting started:
 /** Runs the CLI; resolves to the exit code once the command (or the server it starts) is done. */
 export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
   let stop: (() => Promise<void>) | undefined;
-  const program = buildProgram(io, { setRunning: (fn) => (stop = fn) });
-  const format: OutputFormat = argv.includes("json") && argv.some((a, i) => (a === "--format" && argv[i + 1] === "json") || a === "--format=json") ? "json" : "table";
+  let stopRequested: Promise<void> | undefined;
+  // Signal handlers go in as soon as a long-running command says it is up, before it
+  // prints that it is ready, so a supervisor's SIGTERM right after the banner is honoured.
+  const setRunning = (fn: () => Promise<void>) => {
+    stop = fn;
+    stopRequested = new Promise<void>((resolve) => {
+      process.once("SIGINT", () => resolve());
+      process.once("SIGTERM", () => resolve());
+    });
+  };
+  const program = buildProgram(io, { setRunning });
+  const format: OutputFormat = argv.some((a, i) => (a === "--format" && argv[i + 1] === "json") || a === "--format=json") ? "json" : "table";
   try {
     await program.parseAsync(argv);
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     return printError(io, error, format);
   }
-  if (!stop) return 0;
-  // A long-running command (start, daemon): wait for a signal, then shut down cleanly.
-  await new Promise<void>((resolve) => {
-    const shutdown = () => resolve();
-    process.once("SIGINT", shutdown);
-    process.once("SIGTERM", shutdown);
-  });
+  if (!stop || !stopRequested) return 0;
+  await stopRequested;
   await stop();
   return 0;
 }

@@ -12,3 +12,4 @@ export { inspectCertificate } from "./x509-inspect.js";
 export { validateX509Svid } from "./x509-svid-validate.js";
 export { verifyJwtSvid } from "./jwt-svid.js";
 export { caPinOf, certToPem, pemDecodeAll, pemEncode, randomSerial, keyToPem } from "./x509-util.js";
+export { SvidVerifier } from "./svid-verifier.js";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { AuditActor, AuditLog } from "../audit/index.js";
 import { MandateError, isMandateError } from "../errors/index.js";
-import { AgentRegistry, type TrustDomainAuthority, type IssuedX509Svid, type LockRegistry, type X509SvidIssuer, parseCsr, verifyCsr } from "../identity/index.js";
+import { AgentRegistry, type IssuedX509Svid, type LockRegistry, type TrustDomainAuthority, type X509SvidIssuer, assertCsrRequestsOnly, parseCsr, verifyCsr } from "../identity/index.js";
 import type { Store } from "../store/index.js";
 import { generateJoinToken, hashJoinSecret, parseJoinToken } from "./join-token.js";
 
@@ -87,22 +87,24 @@ export class TokenJoinService {
     const t = this.now;
     const hash = hashJoinSecret(secret);
     const instanceId = `inst-${randomBytes(8).toString("hex")}`;
-    const agentName = await this.deps.store.transaction(async (tx) => {
-      const row = await tx.selectFrom("join_tokens").selectAll().where("token_hash", "=", hash).executeTakeFirst();
-      if (!row) throw new MandateError("INVALID_JOIN_TOKEN", "unknown join token; ask an admin for a new one (`mandate agents tokens add NAME`)");
-      if (row.used_at !== null) throw new MandateError("JOIN_TOKEN_USED", "this join token was already used; tokens are single-use");
-      if (row.expires_at <= t) throw new MandateError("JOIN_TOKEN_EXPIRED", `this join token expired at ${new Date(row.expires_at).toISOString()}`);
+    const row = await this.deps.store.db.selectFrom("join_tokens").selectAll().where("token_hash", "=", hash).executeTakeFirst();
+    if (!row) throw new MandateError("INVALID_JOIN_TOKEN", "unknown join token; ask an admin for a new one (`mandate agents tokens add NAME`)");
+    if (row.used_at !== null) throw new MandateError("JOIN_TOKEN_USED", "this join token was already used; tokens are single-use");
+    if (row.expires_at <= t) throw new MandateError("JOIN_TOKEN_EXPIRED", `this join token expired at ${new Date(row.expires_at).toISOString()}`);
+    const agent = await new AgentRegistry(this.deps.store, this.deps.authority.trustDomain, this.deps.now).get(row.agent_name);
+    this.deps.locks.assertNotLocked({ spiffeId: agent.spiffeId, agent: agent.name, instanceId });
+    // Everything that can be refused is refused before the token is spent, so a bad request does not burn it.
+    assertCsrRequestsOnly(csr, agent.spiffeId);
+    await this.deps.store.transaction(async (tx) => {
       const consumed = await tx
         .updateTable("join_tokens")
         .set({ used_at: t, used_by_instance: instanceId })
         .where("token_hash", "=", hash)
         .where("used_at", "is", null)
+        .where("expires_at", ">", t)
         .executeTakeFirst();
       if (Number(consumed.numUpdatedRows) !== 1) throw new MandateError("JOIN_TOKEN_USED", "this join token was already used; tokens are single-use");
-      return row.agent_name;
     });
-    const agent = await new AgentRegistry(this.deps.store, this.deps.authority.trustDomain, this.deps.now).get(agentName);
-    this.deps.locks.assertNotLocked({ spiffeId: agent.spiffeId, agent: agent.name, instanceId });
     const svid = await this.deps.issuer.issue({
       csr,
       spiffeId: agent.spiffeId,

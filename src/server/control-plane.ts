@@ -38,7 +38,10 @@ export interface ControlPlaneOptions {
 }
 
 export interface ControlPlane {
+  /** Where this host reaches the listener (loopback or the listen address). */
   url: string;
+  /** What agents are told to dial (the first --public-addr, else `url`). */
+  publicUrl: string;
   port: number;
   created: boolean;
   dataDir: string;
@@ -108,9 +111,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerAdminRoutes(app, context);
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;
-    const dialHost = publicAddrs[0]?.host ?? (listen.host === "" || listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host === "::" ? "::1" : listen.host);
-    const url = `https://${formatHostPort({ host: dialHost, port: publicAddrs[0]?.port ?? port })}`;
-    context.settings.publicUrl = url;
+    // Local commands dial the listener directly; tokens and printed commands use the public address.
+    const localHost = listen.host === "" || listen.host === "0.0.0.0" ? "127.0.0.1" : listen.host === "::" ? "::1" : listen.host;
+    const url = `https://${formatHostPort({ host: localHost, port })}`;
+    const publicUrl = publicAddrs[0] ? `https://${formatHostPort({ host: publicAddrs[0].host, port: publicAddrs[0].port })}` : url;
+    context.settings.publicUrl = publicUrl;
 
     const adminIdentityPath = join(dataDir, ADMIN_IDENTITY_FILE);
     let adminCert: IssuedKeyPair | undefined;
@@ -162,6 +167,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
     return {
       url,
+      publicUrl,
       port,
       created,
       dataDir,

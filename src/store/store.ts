@@ -113,12 +113,15 @@ export class Store {
    */
   async withInitLock<T>(fn: () => Promise<T>): Promise<T> {
     if (this.kind === "sqlite") return fn();
-    await sql`select pg_advisory_lock(${INIT_LOCK_KEY})`.execute(this.db);
-    try {
-      return await fn();
-    } finally {
-      await sql`select pg_advisory_unlock(${INIT_LOCK_KEY})`.execute(this.db);
-    }
+    // Session-level advisory locks belong to one connection: take and release it on the same one.
+    return this.db.connection().execute(async (connection) => {
+      await sql`select pg_advisory_lock(${INIT_LOCK_KEY})`.execute(connection);
+      try {
+        return await fn();
+      } finally {
+        await sql`select pg_advisory_unlock(${INIT_LOCK_KEY})`.execute(connection);
+      }
+    });
   }
 
   /** Throws STORE_UNAVAILABLE / STORE_READ_ONLY when writes must not be attempted. */

@@ -42,13 +42,14 @@ Examples:
         joinTokenTtlMs: parseDuration(opts.joinTokenTtl as string, "--join-token-ttl"),
         logLevel: opts.logLevel as string,
       });
+      context.setRunning(() => plane.close());
       const { authority, store } = plane.context;
       const dataFlag = opts.dataDir || process.env.MANDATE_DATA_DIR ? ` --data-dir ${dataDir}` : "";
       io.out(
         [
           `Mandate control plane ${plane.created ? "initialized" : "started"}.`,
           `  trust domain    ${authority.trustDomain}${plane.created ? " (created)" : " (existing)"}`,
-          `  listening on    ${plane.url}`,
+          `  listening on    ${plane.url}${plane.publicUrl !== plane.url ? ` (agents dial ${plane.publicUrl})` : ""}`,
           `  data            ${store.kind === "sqlite" ? store.location : `${dataDir} + ${store.location}`}`,
           `  CA pin          ${authority.caPin}`,
           `  admin identity  ${plane.adminIdentityPath}`,
@@ -56,11 +57,10 @@ Examples:
           "",
           "Next, register an agent and join it from its host:",
           `  mandate agents add deploy-auditor --role incident-reader${dataFlag}`,
-          `  mandate daemon --auth-server ${plane.url} --join-token <token> --out ./agent-creds --oneshot`,
+          `  mandate daemon --auth-server ${plane.publicUrl} --join-token <token> --out ./agent-creds --oneshot`,
           "",
           "Press Ctrl-C to stop.",
         ].join("\n"),
       );
-      context.setRunning(() => plane.close());
     });
 }
