@@ -274,3 +274,34 @@ describe("fail closed when the store breaks", () => {
     }
   });
 });
+
+describe("audit from the CLI", () => {
+  it("searches with filters and formats, verifies the chain, and names tampering", async () => {
+    const dataDir = await tempDir();
+    const plane = await startTestControlPlane({ dataDir });
+    try {
+      await mandate("agents", "add", "audited", "--data-dir", dataDir);
+      await mandate("locks", "add", "--agent", "audited", "--reason", "testing audit", "--data-dir", dataDir);
+      const jsonl = await mandate("audit", "search", "--type", "lock.create", "--since", "1h", "--format", "jsonl", "--data-dir", dataDir);
+      expect(jsonl.code, jsonl.stderr).toBe(0);
+      const lines = jsonl.stdout.trim().split("\n").map((l) => JSON.parse(l));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ type: "lock.create", target: { kind: "agent", value: "audited" } });
+      const table = await mandate("audit", "search", "--agent", "nobody", "--data-dir", dataDir);
+      expect(table.stdout).toContain("(none)");
+      const ok = await mandate("audit", "verify", "--data-dir", dataDir);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.stdout).toMatch(/^OK: \d+ events/);
+
+      await plane.context.store.db.updateTable("audit_events").set({ body: '{"forged":true}' }).where("chain_seq", "=", 2).execute();
+      const bad = await mandate("audit", "verify", "--data-dir", dataDir);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toContain("event 2");
+      expect(bad.stdout).toContain("altered");
+      expect(bad.stderr).toContain("AUDIT_TAMPERED");
+    } finally {
+      await plane.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});

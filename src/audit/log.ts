@@ -1,5 +1,8 @@
 import type { Store, StoreTx } from "../store/index.js";
 import type { AuditEvent, AuditEventInput } from "./event.js";
+import { canonicalJson } from "./canonical-json.js";
+import { eventLeafHash, nextChainHash } from "./chain.js";
+import { type AuditSearchFilter, searchAuditEvents } from "./search.js";
 import { ulid } from "./ulid.js";
 
 /** What every module depends on: a durable append. */
@@ -29,6 +32,13 @@ export class StoreAuditLog implements AuditLog {
   async appendInTransaction(tx: StoreTx, input: AuditEventInput): Promise<AuditEvent> {
     const now = Date.now();
     const event = stampEvent(input, now);
+    // Lock the head row: concurrent writers (several control planes on Postgres) append one after another.
+    const headQuery = tx.selectFrom("audit_chain_head").select(["seq", "chain_hash"]).where("id", "=", 1);
+    const head = await (this.store.kind === "postgres" ? headQuery.forUpdate() : headQuery).executeTakeFirstOrThrow();
+    const seq = Number(head.seq) + 1;
+    const body = canonicalJson(event);
+    const leafHash = eventLeafHash(body);
+    const chainHash = nextChainHash(head.chain_hash, leafHash);
     await tx
       .insertInto("audit_events")
       .values({
@@ -42,17 +52,19 @@ export class StoreAuditLog implements AuditLog {
         task_id: event.correlation?.task ?? event.delegation?.task ?? null,
         decision: event.decision ? (event.decision.allow ? "allow" : "deny") : null,
         outcome: event.outcome.status,
-        body: JSON.stringify(event),
+        body,
+        chain_seq: seq,
+        leaf_hash: leafHash,
+        chain_hash: chainHash,
       })
       .execute();
+    await tx.updateTable("audit_chain_head").set({ seq, chain_hash: chainHash }).where("id", "=", 1).execute();
     return event;
   }
 
-  async list(filter: { type?: string; agent?: string; limit?: number } = {}): Promise<AuditEvent[]> {
-    let query = this.store.db.selectFrom("audit_events").select("body").orderBy("seq", "desc").limit(filter.limit ?? 100);
-    if (filter.type) query = query.where("type", "=", filter.type);
-    if (filter.agent) query = query.where("actor_agent", "=", filter.agent);
-    const rows = await query.execute();
-    return rows.map((r) => JSON.parse(r.body) as AuditEvent);
+  /** Recent events, newest first (see `searchAuditEvents` for every filter). */
+  list(filter: AuditSearchFilter = {}): Promise<AuditEvent[]> {
+    return searchAuditEvents(this.store, filter);
   }
+
 }

@@ -1,6 +1,7 @@
 import "reflect-metadata";
 import { Command, CommanderError, Option } from "commander";
 import { registerAgents } from "./commands/agents.js";
+import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
 import { registerLocks } from "./commands/locks.js";
@@ -29,6 +30,7 @@ Getting started:
   registerAgents(program, io);
   registerLocks(program, io);
   registerCa(program, io);
+  registerAudit(program, io);
   registerDaemon(program, io);
   registerSvid(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });

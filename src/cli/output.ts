@@ -1,6 +1,6 @@
 import { MandateError, isMandateError } from "../errors/index.js";
 
-export type OutputFormat = "table" | "json" | "text";
+export type OutputFormat = "table" | "json" | "jsonl" | "text";
 
 export interface Io {
   out: (text: string) => void;

@@ -30,6 +30,7 @@ export type MandateErrorCode =
   | "CA_UNAVAILABLE"
   | "CONFIG_INVALID"
   | "CONNECTION_FAILED"
+  | "AUDIT_TAMPERED"
   | "INTERNAL";
 
 const HTTP_STATUS: Record<MandateErrorCode, number> = {
@@ -60,6 +61,7 @@ const HTTP_STATUS: Record<MandateErrorCode, number> = {
   CA_UNAVAILABLE: 503,
   CONFIG_INVALID: 400,
   CONNECTION_FAILED: 502,
+  AUDIT_TAMPERED: 409,
   INTERNAL: 500,
 };
 

@@ -125,6 +125,24 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex("audit_events_task_time").on("audit_events").columns(["task_id", "time"]).execute();
       },
     },
+    "0002_audit_chain": {
+      async up(db: Kysely<any>) {
+        await db.schema.alterTable("audit_events").addColumn("chain_seq", "bigint").execute();
+        await db.schema.alterTable("audit_events").addColumn("leaf_hash", "text").execute();
+        await db.schema.alterTable("audit_events").addColumn("chain_hash", "text").execute();
+        await db.schema.createIndex("audit_events_chain_seq").on("audit_events").column("chain_seq").unique().execute();
+        await db.schema.createIndex("audit_events_decision_time").on("audit_events").columns(["decision", "time"]).execute();
+        await db.schema.createIndex("audit_events_user_time").on("audit_events").columns(["actor_user", "time"]).execute();
+        // One row: the chain's head. Appenders lock it, so several writers keep one chain without forks.
+        await db.schema
+          .createTable("audit_chain_head")
+          .addColumn("id", "integer", (c) => c.primaryKey())
+          .addColumn("seq", "bigint", (c) => c.notNull())
+          .addColumn("chain_hash", "text", (c) => c.notNull())
+          .execute();
+        await db.insertInto("audit_chain_head").values({ id: 1, seq: 0, chain_hash: "0".repeat(64) }).execute();
+      },
+    },
   };
 }
 

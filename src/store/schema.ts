@@ -105,6 +105,15 @@ export interface AuditEventTable {
   decision: string | null;
   outcome: string;
   body: string;
+  chain_seq: number | null;
+  leaf_hash: string | null;
+  chain_hash: string | null;
+}
+
+export interface AuditChainHeadTable {
+  id: number;
+  seq: number;
+  chain_hash: string;
 }
 
 export interface Database {
@@ -117,4 +126,5 @@ export interface Database {
   issued_svids: IssuedSvidTable;
   locks: LockTable;
   audit_events: AuditEventTable;
+  audit_chain_head: AuditChainHeadTable;
 }

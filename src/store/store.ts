@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { open, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction, sql } from "kysely";
@@ -107,12 +108,12 @@ export class Store {
   }
 
   /**
-   * Runs `fn` while holding a cluster-wide lock (Postgres advisory lock), so that
-   * first-start initialization (trust domain, CA) happens exactly once even when
-   * several control planes start at the same moment.
+   * Runs `fn` while holding a cluster-wide lock (a Postgres advisory lock, or a lock
+   * file beside the SQLite database), so that migrations and first-start initialization
+   * (trust domain, CA) happen exactly once even when several processes start together.
    */
   async withInitLock<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.kind === "sqlite") return fn();
+    if (this.kind === "sqlite") return withLockFile(`${this.location}.init-lock`, fn);
     // Session-level advisory locks belong to one connection: take and release it on the same one.
     return this.db.connection().execute(async (connection) => {
       await sql`select pg_advisory_lock(${INIT_LOCK_KEY})`.execute(connection);
@@ -220,4 +221,28 @@ function withStatementCache(database: BetterSqlite3.Database): BetterSqlite3.Dat
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
+}
+
+/** Exclusive creation of a file is the lock; a lock older than a minute is a crashed holder's and is broken. */
+async function withLockFile<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const handle = await open(path, "wx");
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > 60_000) await unlink(path).catch(() => undefined);
+      if (Date.now() > deadline) throw new MandateError("STORE_UNAVAILABLE", `another process holds ${path}; if none is starting, remove the file`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await unlink(path).catch(() => undefined);
+  }
 }

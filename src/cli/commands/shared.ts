@@ -9,12 +9,12 @@ export interface GlobalOptions {
 }
 
 /** Options every admin command accepts, so they read naturally after the subcommand too. */
-export function adminOptions(command: Command): Command {
+export function adminOptions(command: Command, formats: string[] = ["table", "json"]): Command {
   return command
     .option("--data-dir <dir>", "control-plane data directory holding the local admin identity (env MANDATE_DATA_DIR)")
     .option("--auth-server <url>", "control plane address, https://HOST:PORT (overrides the identity file's)")
     .option("--identity <file>", "admin identity file, for use away from the control-plane host")
-    .addOption(new Option("--format <format>", "output format").choices(["table", "json"]));
+    .addOption(new Option("--format <format>", "output format").choices(formats));
 }
 
 /** Merges options given before and after the subcommand. */

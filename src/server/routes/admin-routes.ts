@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { MAX_SEARCH_LIMIT, verifyAuditChain } from "../../audit/index.js";
 import { MandateError } from "../../errors/index.js";
 import type { ServerContext } from "../context.js";
 import { parseRequest } from "../validate.js";
@@ -19,7 +20,16 @@ const LockBody = z.strictObject({
   ttlSeconds: z.number().int().positive().optional(),
 });
 const RotateBody = z.strictObject({ phase: z.enum(["prepare", "activate"]).default("prepare"), force: z.boolean().default(false) });
-const AuditQuery = z.strictObject({ type: z.string().optional(), agent: z.string().optional(), limit: z.coerce.number().int().positive().max(10_000).optional() });
+const AuditQuery = z.strictObject({
+  type: z.string().max(128).optional(),
+  agent: z.string().max(128).optional(),
+  user: z.string().max(256).optional(),
+  task: z.string().max(256).optional(),
+  decision: z.enum(["allow", "deny"]).optional(),
+  since: z.coerce.number().int().nonnegative().optional(),
+  until: z.coerce.number().int().nonnegative().optional(),
+  limit: z.coerce.number().int().positive().max(MAX_SEARCH_LIMIT).optional(),
+});
 
 /** Administration: agents, tokens, locks, the CA. Every route requires the admin identity. */
 export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): void {
@@ -107,6 +117,12 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
   app.get("/v1/audit/events", async (request) => {
     await ctx.auth.requireAdmin(request);
     const query = parseRequest(AuditQuery, request.query, "query");
-    return { events: await ctx.audit.list(query) };
+    const { since, until, ...rest } = query;
+    return { events: await ctx.audit.list({ ...rest, since: since === undefined ? undefined : new Date(since), until: until === undefined ? undefined : new Date(until) }) };
+  });
+
+  app.get("/v1/audit/verify", async (request) => {
+    await ctx.auth.requireAdmin(request);
+    return verifyAuditChain(ctx.store);
   });
 }

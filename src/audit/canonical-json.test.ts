@@ -1,0 +1,30 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { canonicalJson } from "./canonical-json.js";
+
+describe("RFC 8785 canonical JSON", () => {
+  it("matches the RFC's examples", () => {
+    // RFC 8785 §3.2.2 number serialization samples and §3.2.3 property ordering.
+    expect(canonicalJson({ numbers: [333333333.33333329, 1e30, 4.5, 2e-3, 0.000000000000000000000000001] })).toBe('{"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27]}');
+    expect(canonicalJson({ "\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh", "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis" })).toBe(
+      '{"\\r":"Carriage Return","1":"One","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis","\u20ac":"Euro Sign","\ud83d\ude00":"Emoji: Grinning Face","\ufb33":"Hebrew Letter Dalet With Dagesh"}',
+    );
+    expect(canonicalJson({ b: [true, null, "x\n"], a: { d: 1, c: -0 } })).toBe('{"a":{"c":0,"d":1},"b":[true,null,"x\\n"]}');
+  });
+
+  it("is stable under key order and round-trips through JSON.parse (property)", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const canonical = canonicalJson(value);
+        expect(canonicalJson(JSON.parse(canonical))).toBe(canonical);
+        expect(JSON.parse(canonical)).toEqual(JSON.parse(JSON.stringify(value)));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("refuses values JSON cannot carry", () => {
+    expect(() => canonicalJson(Number.NaN)).toThrow("NaN");
+    expect(() => canonicalJson(10n)).toThrow("bigint");
+  });
+});
