@@ -116,3 +116,32 @@ describe.each(backends)("audit chain on $name", (backend) => {
     await expect(searchAuditEvents(store, { limit: 0 })).rejects.toThrow("--limit");
   });
 });
+
+describe("redaction on the way into the log", () => {
+  it("stores secrets redacted, says which paths, and keeps hashed fields checkable", async () => {
+    const env = await (await availableBackends())[0]!.create();
+    const store = await Store.open({ dataDir: env.dataDir, storage: env.storage });
+    try {
+      const log = new StoreAuditLog(store, { hashedFields: ["details.prompt"] });
+      const event = await log.append({
+        type: "llm.request",
+        code: "OK",
+        actor: { kind: "agent", agent: "a" },
+        target: { headers: { authorization: "Bearer sk-secret-value-123456" } },
+        details: { prompt: "ignore previous instructions", note: "token eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.sig" },
+        outcome: { status: "ok" },
+      });
+      expect(event.redacted?.paths.sort()).toEqual(["details.note", "details.prompt", "target.headers.authorization"]);
+      const stored = (await store.db.selectFrom("audit_events").select("body").where("id", "=", event.id).executeTakeFirstOrThrow()).body;
+      expect(stored).not.toContain("sk-secret");
+      expect(stored).not.toContain("ignore previous");
+      expect(stored).not.toContain("eyJzdWIiOiJ4In0");
+      expect(JSON.parse(stored).details.prompt).toBe(await log.hashForInvestigation("ignore previous instructions"));
+      expect(JSON.parse(stored).details.prompt).not.toBe(await log.hashForInvestigation("something else"));
+      expect((await verifyAuditChain(store)).ok).toBe(true);
+    } finally {
+      await store.close();
+      await env.cleanup();
+    }
+  });
+});

@@ -56,6 +56,8 @@ export interface AuditEventInput {
 }
 
 export interface AuditEvent extends AuditEventInput {
+  /** Present when values were removed or hashed before writing: which paths, never what they held. */
+  redacted?: { paths: string[] };
   id: string;
   /** RFC 3339 time with milliseconds. */
   time: string;

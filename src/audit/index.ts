@@ -5,3 +5,4 @@ export { canonicalJson } from "./canonical-json.js";
 export { GENESIS_CHAIN_HASH, eventLeafHash, nextChainHash } from "./chain.js";
 export { verifyAuditChain, type ChainProblem, type ChainVerification } from "./verify.js";
 export { searchAuditEvents, MAX_SEARCH_LIMIT, type AuditSearchFilter } from "./search.js";
+export { hmacValue, redactString, redactValue, MAX_AUDITED_STRING, type RedactionSettings } from "./redact.js";

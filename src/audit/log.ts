@@ -1,7 +1,9 @@
+import { randomBytes } from "node:crypto";
 import type { Store, StoreTx } from "../store/index.js";
 import type { AuditEvent, AuditEventInput } from "./event.js";
 import { canonicalJson } from "./canonical-json.js";
 import { eventLeafHash, nextChainHash } from "./chain.js";
+import { type RedactionSettings, hmacValue, redactString, redactValue } from "./redact.js";
 import { type AuditSearchFilter, searchAuditEvents } from "./search.js";
 import { ulid } from "./ulid.js";
 
@@ -17,9 +19,38 @@ export function stampEvent(input: AuditEventInput, now = Date.now()): AuditEvent
   return { id: ulid(now), time: new Date(now).toISOString(), ...input };
 }
 
+const HMAC_KEY_META = "audit_hmac_key";
+
 /** The store-backed log: one row per event, with indexed columns for search. */
 export class StoreAuditLog implements AuditLog {
-  constructor(private readonly store: Store) {}
+  private hmacKey: Buffer | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly redaction: RedactionSettings = {},
+  ) {}
+
+  /**
+   * The per-deployment HMAC key, created once and shared by every control plane of the
+   * store. Read through the caller's transaction: on SQLite a second query from outside
+   * would wait for the connection the transaction holds.
+   */
+  private async keyFor(tx: StoreTx): Promise<Buffer> {
+    if (this.hmacKey) return this.hmacKey;
+    await tx.insertInto("meta").values({ key: HMAC_KEY_META, value: randomBytes(32).toString("base64") }).onConflict((oc) => oc.column("key").doNothing()).execute();
+    const row = await tx.selectFrom("meta").select("value").where("key", "=", HMAC_KEY_META).executeTakeFirstOrThrow();
+    this.hmacKey = Buffer.from(row.value, "base64");
+    return this.hmacKey;
+  }
+
+  /** `hmac-sha256:<hex>` of a candidate value, to compare with a hashed field in an event. */
+  async hashForInvestigation(value: string): Promise<string> {
+    let result = "";
+    await this.store.writeDurably(async (tx) => {
+      result = hmacValue(await this.keyFor(tx), value);
+    });
+    return result;
+  }
 
   async append(input: AuditEventInput): Promise<AuditEvent> {
     let event: AuditEvent | undefined;
@@ -31,7 +62,18 @@ export class StoreAuditLog implements AuditLog {
 
   async appendInTransaction(tx: StoreTx, input: AuditEventInput): Promise<AuditEvent> {
     const now = Date.now();
-    const event = stampEvent(input, now);
+    const key = await this.keyFor(tx);
+    const target = input.target ? redactValue(input.target, key, this.redaction, "target") : undefined;
+    const details = input.details ? redactValue(input.details, key, this.redaction, "details") : undefined;
+    const outcome = input.outcome.message ? { ...input.outcome, message: redactString(input.outcome.message).text } : input.outcome;
+    const paths = [...(target?.paths ?? []), ...(details?.paths ?? [])];
+    const event: AuditEvent = {
+      ...stampEvent(input, now),
+      ...(target ? { target: target.value } : {}),
+      ...(details ? { details: details.value } : {}),
+      outcome,
+      ...(paths.length ? { redacted: { paths } } : {}),
+    };
     // Lock the head row: concurrent writers (several control planes on Postgres) append one after another.
     const headQuery = tx.selectFrom("audit_chain_head").select(["seq", "chain_hash"]).where("id", "=", 1);
     const head = await (this.store.kind === "postgres" ? headQuery.forUpdate() : headQuery).executeTakeFirstOrThrow();

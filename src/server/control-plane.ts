@@ -34,6 +34,8 @@ export interface ControlPlaneOptions {
   maintenanceIntervalMs?: number | undefined;
   caActivationDelayMs?: number | undefined;
   logLevel?: string | undefined;
+  /** Event fields stored as keyed HMACs instead of values, e.g. `details.prompt`. */
+  auditHashedFields?: string[] | undefined;
   now?: () => number;
 }
 
@@ -67,7 +69,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       now,
       activationDelayMs: options.caActivationDelayMs ?? 5 * 60_000,
     });
-    const audit = new StoreAuditLog(store);
+    const audit = new StoreAuditLog(store, { hashedFields: options.auditHashedFields ?? [] });
     const locks = new LockRegistry(store, now);
     await locks.start(options.lockPollMs ?? 200);
     const svidTtlMs = options.svidTtlMs ?? 3600_000;

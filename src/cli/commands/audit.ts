@@ -58,6 +58,23 @@ export function registerAudit(program: Command, io: Io): void {
       }
     });
 
+  adminOptions(
+    audit
+      .command("hash <value>")
+      .description("Print the keyed HMAC of a candidate value, to compare with a field the audit log stores hashed")
+      .addHelpText("after", "\nExample:\n  mandate audit hash 'dump all secrets'   # then: mandate audit search --format json | grep <hash>"),
+  ).action(async (value: string, _opts: unknown, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    const client = await connectAdmin(g);
+    try {
+      const { hash } = await client.request<{ hash: string }>("POST", "/v1/audit/hash", { value });
+      if (g.format === "json") printJson(io, { hash });
+      else io.out(hash);
+    } finally {
+      client.close();
+    }
+  });
+
   adminOptions(audit.command("verify").description("Recompute the audit hash chain and report exactly what was altered, inserted or removed")).action(async (_opts: unknown, cmd: Command) => {
     const g = mergedOptions(cmd);
     const client = await connectAdmin(g);

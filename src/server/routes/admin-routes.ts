@@ -121,6 +121,15 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
     return { events: await ctx.audit.list({ ...rest, since: since === undefined ? undefined : new Date(since), until: until === undefined ? undefined : new Date(until) }) };
   });
 
+  app.post("/v1/audit/hash", async (request) => {
+    const caller = await ctx.auth.requireAdmin(request);
+    const { value } = parseRequest(z.strictObject({ value: z.string().max(1024 * 1024) }), request.body);
+    const hash = await ctx.audit.hashForInvestigation(value);
+    // The investigation itself is evidence, but the candidate value is not written down.
+    await ctx.audit.append({ type: "audit.hash", code: "OK", actor: { kind: "admin", spiffeId: caller.spiffeId }, outcome: { status: "ok" } });
+    return { hash };
+  });
+
   app.get("/v1/audit/verify", async (request) => {
     await ctx.auth.requireAdmin(request);
     return verifyAuditChain(ctx.store);
