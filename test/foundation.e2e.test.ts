@@ -289,6 +289,12 @@ describe("audit from the CLI", () => {
       expect(lines[0]).toMatchObject({ type: "lock.create", target: { kind: "agent", value: "audited" } });
       const table = await mandate("audit", "search", "--agent", "nobody", "--data-dir", dataDir);
       expect(table.stdout).toContain("(none)");
+      await plane.context.audit.append({ type: "delegation.create", code: "OK", actor: { kind: "user", user: "alice" }, delegation: { id: "dlg-7", delegator: "alice", task: "task-7" }, outcome: { status: "ok" } });
+      const trace = await mandate("audit", "trace", "task-7", "--data-dir", dataDir);
+      expect(trace.code, trace.stderr).toBe(0);
+      expect(trace.stdout).toContain("trace task-7 (1 event)");
+      expect(trace.stdout).toContain("delegation.create  alice");
+      expect((await mandate("audit", "trace", "task-7", "--format", "json", "--data-dir", dataDir)).json().events).toBe(1);
       const ok = await mandate("audit", "verify", "--data-dir", dataDir);
       expect(ok.code, ok.stderr).toBe(0);
       expect(ok.stdout).toMatch(/^OK: \d+ events/);

@@ -92,6 +92,8 @@ export class StoreAuditLog implements AuditLog {
         actor_agent: event.actor.agent ?? null,
         actor_user: event.actor.user ?? null,
         task_id: event.correlation?.task ?? event.delegation?.task ?? null,
+        session_id: event.correlation?.session ?? null,
+        delegation_id: event.delegation?.id ?? null,
         decision: event.decision ? (event.decision.allow ? "allow" : "deny") : null,
         outcome: event.outcome.status,
         body,

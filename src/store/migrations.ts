@@ -143,6 +143,15 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.insertInto("audit_chain_head").values({ id: 1, seq: 0, chain_hash: "0".repeat(64) }).execute();
       },
     },
+    "0003_audit_correlation": {
+      async up(db: Kysely<any>) {
+        // `mandate audit trace` starts from a task, a delegation or a session: each needs an index.
+        await db.schema.alterTable("audit_events").addColumn("session_id", "text").execute();
+        await db.schema.alterTable("audit_events").addColumn("delegation_id", "text").execute();
+        await db.schema.createIndex("audit_events_session_time").on("audit_events").columns(["session_id", "time"]).execute();
+        await db.schema.createIndex("audit_events_delegation_time").on("audit_events").columns(["delegation_id", "time"]).execute();
+      },
+    },
   };
 }
 

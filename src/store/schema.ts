@@ -106,6 +106,8 @@ export interface AuditEventTable {
   outcome: string;
   body: string;
   chain_seq: number | null;
+  session_id?: string | null;
+  delegation_id?: string | null;
   leaf_hash: string | null;
   chain_hash: string | null;
 }

@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import type { AuditEvent, ChainVerification } from "../../audit/index.js";
+import { type AuditEvent, type AuditTrace, type ChainVerification, formatTrace } from "../../audit/index.js";
 import { MandateError } from "../../errors/index.js";
 import { connectAdmin } from "../admin-client.js";
 import { parseDuration } from "../duration.js";
@@ -70,6 +70,23 @@ export function registerAudit(program: Command, io: Io): void {
       const { hash } = await client.request<{ hash: string }>("POST", "/v1/audit/hash", { value });
       if (g.format === "json") printJson(io, { hash });
       else io.out(hash);
+    } finally {
+      client.close();
+    }
+  });
+
+  adminOptions(
+    audit
+      .command("trace <id>")
+      .description("Show everything recorded under a task, delegation or session, as a tree in time order")
+      .addHelpText("after", "\nExample:\n  mandate audit trace investigate-checkout-deploy"),
+  ).action(async (id: string, _opts: unknown, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    const client = await connectAdmin(g);
+    try {
+      const trace = await client.request<AuditTrace>("GET", `/v1/audit/trace/${encodeURIComponent(id)}`);
+      if (g.format === "json") printJson(io, trace);
+      else io.out(trace.events === 0 ? `no events recorded under ${id}` : formatTrace(trace));
     } finally {
       client.close();
     }

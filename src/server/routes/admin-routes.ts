@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { MAX_SEARCH_LIMIT, verifyAuditChain } from "../../audit/index.js";
+import { MAX_SEARCH_LIMIT, traceAudit, verifyAuditChain } from "../../audit/index.js";
 import { MandateError } from "../../errors/index.js";
 import type { ServerContext } from "../context.js";
 import { parseRequest } from "../validate.js";
@@ -128,6 +128,12 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
     // The investigation itself is evidence, but the candidate value is not written down.
     await ctx.audit.append({ type: "audit.hash", code: "OK", actor: { kind: "admin", spiffeId: caller.spiffeId }, outcome: { status: "ok" } });
     return { hash };
+  });
+
+  app.get("/v1/audit/trace/:subject", async (request) => {
+    await ctx.auth.requireAdmin(request);
+    const { subject } = parseRequest(z.strictObject({ subject: z.string().min(1).max(256) }), request.params, "path");
+    return traceAudit(ctx.store, subject);
   });
 
   app.get("/v1/audit/verify", async (request) => {
