@@ -1,5 +1,5 @@
 import { X509Certificate, webcrypto } from "node:crypto";
-import { copyFile, rm } from "node:fs/promises";
+import { copyFile, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyAndCsr, readCredentials } from "../src/agent/index.js";
@@ -19,7 +19,7 @@ describe("admin access, server identity and instance locks", () => {
   beforeAll(async () => {
     dataDir = await tempDir();
     work = await tempDir();
-    plane = await startTestControlPlane({ dataDir, publicAddrs: ["mandate.example.test:8443", "10.9.8.7"] });
+    plane = await startTestControlPlane({ dataDir, publicAddrs: ["mandate.example.test:8443", "10.9.8.7"], auditExportDir: join(work, "audit-export") });
   });
   afterAll(async () => {
     await plane?.close();
@@ -111,6 +111,20 @@ describe("admin access, server identity and instance locks", () => {
   it("prints the public address in join tokens", async () => {
     const added = await mandate("agents", "add", "public", "--data-dir", dataDir, "--format", "json");
     expect(added.json().authServer).toBe("https://mandate.example.test:8443");
+  });
+
+  it("exports the audit log continuously as JSON Lines", async () => {
+    const path = join(work, "audit-export", "audit.jsonl");
+    const deadline = Date.now() + 5000;
+    let text = "";
+    while (Date.now() < deadline && !text.includes('"type":"lock.create"')) {
+      text = await readFile(path, "utf8").catch(() => "");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const events = text.trim().split("\n").map((l) => JSON.parse(l));
+    expect(events.map((e) => e.type)).toContain("agent.create");
+    expect(events.map((e) => e.type)).toContain("lock.create");
+    expect(text).not.toContain("mj1.");
   });
 
   it("rotates the CA from the CLI in two phases", async () => {

@@ -7,3 +7,6 @@ export { verifyAuditChain, type ChainProblem, type ChainVerification } from "./v
 export { searchAuditEvents, MAX_SEARCH_LIMIT, type AuditSearchFilter } from "./search.js";
 export { hmacValue, redactString, redactValue, MAX_AUDITED_STRING, type RedactionSettings } from "./redact.js";
 export { formatTrace, traceAudit, type AuditTrace, type TraceNode } from "./trace.js";
+export { AuditExporter, JsonlFileSink, WebhookSink, type AuditSink, type ExportedEvent } from "./export.js";
+export * from "./merkle.js";
+export * from "./checkpoint.js";

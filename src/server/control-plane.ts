@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
-import { StoreAuditLog } from "../audit/index.js";
+import { AuditExporter, JsonlFileSink, StoreAuditLog, WebhookSink } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
@@ -36,6 +36,10 @@ export interface ControlPlaneOptions {
   logLevel?: string | undefined;
   /** Event fields stored as keyed HMACs instead of values, e.g. `details.prompt`. */
   auditHashedFields?: string[] | undefined;
+  /** Continuous JSON Lines export of the audit log into this directory. */
+  auditExportDir?: string | undefined;
+  /** SIEM webhook receiving audit batches. */
+  auditWebhook?: string | undefined;
   now?: () => number;
 }
 
@@ -166,6 +170,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     let lastAppliedSequence = authority.bundleSequence;
     const timer = setInterval(() => void maintain(), options.maintenanceIntervalMs ?? 1000);
     timer.unref();
+    const exporters = [
+      ...(options.auditExportDir ? [new JsonlFileSink(resolve(options.auditExportDir))] : []),
+      ...(options.auditWebhook ? [new WebhookSink(options.auditWebhook)] : []),
+    ].map((sink) => new AuditExporter(store, sink, { onError: (name, error, attempt) => app.log.warn({ sink: name, attempt, err: error }, "audit export failed; will retry") }));
+    for (const exporter of exporters) exporter.start();
 
     return {
       url,
@@ -179,6 +188,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       maintain,
       async close() {
         clearInterval(timer);
+        for (const exporter of exporters) await exporter.stop();
         locks.stop();
         await app.close();
         await store.close();
