@@ -311,3 +311,46 @@ describe("audit from the CLI", () => {
     }
   });
 });
+
+describe("signed audit checkpoints from the CLI", () => {
+  it("signs, exports, verifies offline with only the public key, and proves inclusion and consistency", async () => {
+    const dataDir = await tempDir();
+    const work = await tempDir();
+    const plane = await startTestControlPlane({ dataDir });
+    try {
+      await mandate("agents", "add", "cp-a", "--data-dir", dataDir);
+      expect((await mandate("audit", "checkpoints", "--now", "--data-dir", dataDir)).code).toBe(0);
+      await mandate("agents", "add", "cp-b", "--data-dir", dataDir);
+      const listed = await mandate("audit", "checkpoints", "--now", "--format", "json", "--data-dir", dataDir);
+      const sizes = listed.json().checkpoints.map((c: { treeSize: number }) => c.treeSize);
+      expect(sizes).toHaveLength(2);
+      const file = join(work, "checkpoints.json");
+      expect((await mandate("audit", "checkpoints", "--out", file, "--data-dir", dataDir)).code).toBe(0);
+      const pub = await mandate("audit", "public-key", "--data-dir", dataDir);
+      await writeFile(join(work, "audit.pub"), pub.stdout);
+      const offline = await mandate("audit", "verify", "--checkpoints", file, "--public-key", join(work, "audit.pub"));
+      expect(offline.code, offline.stderr).toBe(0);
+      expect(offline.stdout).toContain("OK: 2 signed checkpoint(s)");
+
+      const saved = JSON.parse(await readFile(file, "utf8"));
+      saved.checkpoints[1].note = saved.checkpoints[1].note.replace(/\n(\d+)\n/, (_m: string, n: string) => `\n${Number(n) + 1}\n`);
+      await writeFile(join(work, "tampered.json"), JSON.stringify(saved));
+      const tampered = await mandate("audit", "verify", "--checkpoints", join(work, "tampered.json"), "--public-key", join(work, "audit.pub"));
+      expect(tampered.code).toBe(1);
+      expect(tampered.stdout).toContain("checkpoint 2");
+
+      const prove = await mandate("audit", "prove", "2", "--data-dir", dataDir);
+      expect(prove.code, prove.stderr).toBe(0);
+      expect(prove.stdout).toMatch(/^OK: event 2/);
+      const consistency = await mandate("audit", "consistency", String(sizes[0]), String(sizes[1]), "--data-dir", dataDir);
+      expect(consistency.code, consistency.stderr).toBe(0);
+      expect(consistency.stdout).toContain("extends");
+      const verify = await mandate("audit", "verify", "--format", "json", "--data-dir", dataDir);
+      expect(verify.json()).toMatchObject({ ok: true, checkpointsVerified: 2 });
+    } finally {
+      await plane.close();
+      await rm(dataDir, { recursive: true, force: true });
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});

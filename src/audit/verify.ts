@@ -1,7 +1,10 @@
 import type { Store } from "../store/index.js";
 import { GENESIS_CHAIN_HASH, eventLeafHash, nextChainHash } from "./chain.js";
+import { verifyCheckpoint } from "./checkpoint.js";
+import { loadAuditSigningKey } from "./checkpointer.js";
+import { MerkleAccumulator } from "./merkle.js";
 
-export type ChainProblemKind = "altered" | "removed" | "inserted-or-reordered" | "truncated" | "unchained";
+export type ChainProblemKind = "altered" | "removed" | "inserted-or-reordered" | "truncated" | "unchained" | "checkpoint";
 
 export interface ChainProblem {
   kind: ChainProblemKind;
@@ -15,7 +18,15 @@ export interface ChainVerification {
   ok: boolean;
   events: number;
   headSeq: number;
+  /** Signed checkpoints whose root was recomputed from the events and matched. */
+  checkpointsVerified: number;
   problems: ChainProblem[];
+}
+
+export interface VerifyOptions {
+  onProgress?: (checked: number) => void;
+  /** Verifier key of the audit signing key; defaults to the one in the store (prefer one kept elsewhere). */
+  verifierKey?: string;
 }
 
 const PAGE = 5000;
@@ -28,7 +39,13 @@ const MAX_PROBLEMS = 100;
  * one means an event was inserted or two were swapped; a head ahead of the last event
  * means the tail was cut.
  */
-export async function verifyAuditChain(store: Store, onProgress?: (checked: number) => void): Promise<ChainVerification> {
+export async function verifyAuditChain(store: Store, options: VerifyOptions | ((checked: number) => void) = {}): Promise<ChainVerification> {
+  const { onProgress, verifierKey: givenKey } = typeof options === "function" ? { onProgress: options, verifierKey: undefined } : options;
+  const checkpoints = await store.db.selectFrom("audit_checkpoints").selectAll().orderBy("tree_size").execute();
+  const verifierKey = checkpoints.length === 0 ? undefined : (givenKey ?? (await storedVerifierKey(store)));
+  const accumulator = new MerkleAccumulator();
+  let nextCheckpoint = 0;
+  let checkpointsVerified = 0;
   const problems: ChainProblem[] = [];
   const report = (problem: ChainProblem) => {
     if (problems.length < MAX_PROBLEMS) problems.push(problem);
@@ -61,6 +78,15 @@ export async function verifyAuditChain(store: Store, onProgress?: (checked: numb
       // Continue from the stored link so one problem is reported once, not for every later event.
       previousChain = row.chain_hash ?? previousChain;
       expectedSeq = seq + 1;
+      if (checkpoints.length > 0) {
+        accumulator.append(Buffer.from(leaf, "hex"));
+        while (nextCheckpoint < checkpoints.length && Number(checkpoints[nextCheckpoint]!.tree_size) === accumulator.size) {
+          const checkpoint = checkpoints[nextCheckpoint++]!;
+          const problem = checkCheckpoint(checkpoint, accumulator.root().toString("hex"), verifierKey!);
+          if (problem) report(problem);
+          else checkpointsVerified++;
+        }
+      }
     }
     after = Number(rows[rows.length - 1]!.chain_seq);
     onProgress?.(events);
@@ -74,5 +100,30 @@ export async function verifyAuditChain(store: Store, onProgress?: (checked: numb
   } else if (head && headSeq === expectedSeq - 1 && head.chain_hash !== previousChain) {
     report({ kind: "inserted-or-reordered", seq: headSeq, message: "the chain head does not match the last event's link" });
   }
-  return { ok: problems.length === 0, events, headSeq, problems };
+  for (const checkpoint of checkpoints.slice(nextCheckpoint)) {
+    const size = Number(checkpoint.tree_size);
+    report({ kind: "truncated", seq: size, message: `checkpoint ${size} was signed, but the log now holds only ${accumulator.size} verifiable event(s): the tail was cut or rewritten` });
+  }
+  return { ok: problems.length === 0, events, headSeq, checkpointsVerified, problems };
+}
+
+async function storedVerifierKey(store: Store): Promise<string> {
+  const origin = await store.getMeta("trust_domain");
+  return (await loadAuditSigningKey(store, `${origin ?? "mandate.local"}/audit`)).verifierKey;
+}
+
+function checkCheckpoint(checkpoint: { tree_size: number; root_hash: string; note: string }, recomputedRoot: string, verifierKey: string): ChainProblem | undefined {
+  const size = Number(checkpoint.tree_size);
+  try {
+    const signed = verifyCheckpoint(checkpoint.note, verifierKey);
+    if (signed.treeSize !== size || signed.rootHash.toString("hex") !== checkpoint.root_hash) {
+      return { kind: "checkpoint", seq: size, message: `checkpoint ${size}: the stored root differs from the signed one` };
+    }
+  } catch (error) {
+    return { kind: "checkpoint", seq: size, message: `checkpoint ${size}: signature does not verify (${(error as Error).message})` };
+  }
+  if (recomputedRoot !== checkpoint.root_hash) {
+    return { kind: "checkpoint", seq: size, message: `checkpoint ${size}: the events up to ${size} no longer produce the signed root` };
+  }
+  return undefined;
 }

@@ -1,4 +1,4 @@
-import type { StoreAuditLog } from "../audit/index.js";
+import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import type { TokenJoinService } from "../join/index.js";
 import type { Store } from "../store/index.js";
@@ -15,6 +15,8 @@ export interface ServerContext {
   joins: TokenJoinService;
   svids: SvidService;
   auth: CallerAuthenticator;
+  /** Set once the listener is up. */
+  checkpointer?: AuditCheckpointer;
   settings: {
     svidTtlMs: number;
     jwtTtlMs: number;

@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
-import { AuditExporter, JsonlFileSink, StoreAuditLog, WebhookSink } from "../audit/index.js";
+import { AuditCheckpointer, AuditExporter, JsonlFileSink, StoreAuditLog, WebhookSink } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
@@ -40,6 +40,10 @@ export interface ControlPlaneOptions {
   auditExportDir?: string | undefined;
   /** SIEM webhook receiving audit batches. */
   auditWebhook?: string | undefined;
+  /** Sign an audit checkpoint every this many events (default 1000)… */
+  auditCheckpointEvents?: number | undefined;
+  /** …or this often when the log grew (default 60 s). */
+  auditCheckpointIntervalMs?: number | undefined;
   now?: () => number;
 }
 
@@ -175,6 +179,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       ...(options.auditWebhook ? [new WebhookSink(options.auditWebhook)] : []),
     ].map((sink) => new AuditExporter(store, sink, { onError: (name, error, attempt) => app.log.warn({ sink: name, attempt, err: error }, "audit export failed; will retry") }));
     for (const exporter of exporters) exporter.start();
+    const checkpointer = await AuditCheckpointer.open(store, `${authority.trustDomain}/audit`, {
+      everyEvents: options.auditCheckpointEvents ?? 1000,
+      everyMs: options.auditCheckpointIntervalMs ?? 60_000,
+      now,
+    });
+    context.checkpointer = checkpointer;
+    checkpointer.start(Math.min(1000, options.auditCheckpointIntervalMs ?? 1000));
 
     return {
       url,
@@ -189,6 +200,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       async close() {
         clearInterval(timer);
         for (const exporter of exporters) await exporter.stop();
+        checkpointer.stop();
         locks.stop();
         await app.close();
         await store.close();

@@ -152,6 +152,17 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex("audit_events_delegation_time").on("audit_events").columns(["delegation_id", "time"]).execute();
       },
     },
+    "0004_audit_checkpoints": {
+      async up(db: Kysely<any>) {
+        await db.schema
+          .createTable("audit_checkpoints")
+          .addColumn("tree_size", "bigint", (c) => c.primaryKey())
+          .addColumn("root_hash", "text", (c) => c.notNull())
+          .addColumn("note", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

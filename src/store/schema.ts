@@ -118,6 +118,13 @@ export interface AuditChainHeadTable {
   chain_hash: string;
 }
 
+export interface AuditCheckpointTable {
+  tree_size: number;
+  root_hash: string;
+  note: string;
+  created_at: number;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -129,4 +136,5 @@ export interface Database {
   locks: LockTable;
   audit_events: AuditEventTable;
   audit_chain_head: AuditChainHeadTable;
+  audit_checkpoints: AuditCheckpointTable;
 }

@@ -1,5 +1,17 @@
 import { type Command, Option } from "commander";
-import { type AuditEvent, type AuditTrace, type ChainVerification, formatTrace } from "../../audit/index.js";
+import { readFile } from "node:fs/promises";
+import {
+  type AuditEvent,
+  type AuditTrace,
+  type ChainVerification,
+  type ConsistencyProofResult,
+  type InclusionProofResult,
+  formatTrace,
+  verifyCheckpoint,
+  verifyConsistency,
+  verifyInclusion,
+} from "../../audit/index.js";
+import { writeFileAtomic } from "../../client/files.js";
 import { MandateError } from "../../errors/index.js";
 import { connectAdmin } from "../admin-client.js";
 import { parseDuration } from "../duration.js";
@@ -19,6 +31,35 @@ function parseTime(value: string, flag: string): number {
 function summary(event: AuditEvent): string {
   const target = event.target ? Object.entries(event.target).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ") : "";
   return event.outcome.status === "error" ? `${target} ${event.outcome.message ?? ""}`.trim() : target;
+}
+
+interface CheckpointList {
+  verifierKey: string;
+  checkpoints: { treeSize: number; rootHash: string; createdAt: string; note: string }[];
+}
+
+/** Offline: every note must carry a valid signature of the key, and tree sizes must only grow. */
+export function verifyCheckpointFile(text: string, verifierKey: string): { ok: boolean; checkpoints: number; latestSize: number; problems: string[] } {
+  const problems: string[] = [];
+  let parsed: Partial<CheckpointList>;
+  try {
+    parsed = JSON.parse(text) as Partial<CheckpointList>;
+  } catch {
+    return { ok: false, checkpoints: 0, latestSize: 0, problems: ["the checkpoint file is not JSON (expected the output of `mandate audit checkpoints --out`)"] };
+  }
+  const notes = Array.isArray(parsed.checkpoints) ? parsed.checkpoints : [];
+  let previous = 0;
+  for (const [i, entry] of notes.entries()) {
+    try {
+      const checkpoint = verifyCheckpoint(String(entry?.note ?? ""), verifierKey);
+      if (checkpoint.treeSize <= previous) problems.push(`checkpoint ${i + 1} (size ${checkpoint.treeSize}) does not grow the log past ${previous}`);
+      previous = checkpoint.treeSize;
+    } catch (error) {
+      problems.push(`checkpoint ${i + 1}: ${(error as Error).message}`);
+    }
+  }
+  if (notes.length === 0) problems.push("the file holds no checkpoints");
+  return { ok: problems.length === 0, checkpoints: notes.length, latestSize: previous, problems };
 }
 
 export function registerAudit(program: Command, io: Io): void {
@@ -92,8 +133,89 @@ export function registerAudit(program: Command, io: Io): void {
     }
   });
 
-  adminOptions(audit.command("verify").description("Recompute the audit hash chain and report exactly what was altered, inserted or removed")).action(async (_opts: unknown, cmd: Command) => {
+  adminOptions(
+    audit
+      .command("checkpoints")
+      .description("List the signed checkpoints (C2SP signed notes); --out saves them for offline verification")
+      .option("--now", "sign a checkpoint now if the log grew")
+      .option("--out <file>", "write the checkpoints and the verifier key as JSON"),
+  ).action(async (opts: { now?: boolean; out?: string }, cmd: Command) => {
     const g = mergedOptions(cmd);
+    const client = await connectAdmin(g);
+    try {
+      if (opts.now) await client.request("POST", "/v1/audit/checkpoints", {});
+      const result = await client.request<CheckpointList>("GET", "/v1/audit/checkpoints");
+      if (opts.out) {
+        await writeFileAtomic(opts.out, `${JSON.stringify(result, null, 2)}\n`, 0o644);
+        io.out(`Wrote ${result.checkpoints.length} checkpoint(s) to ${opts.out}. Verify offline with:\n  mandate audit verify --checkpoints ${opts.out} --public-key <file holding: ${result.verifierKey}>`);
+      } else if (g.format === "json") printJson(io, result);
+      else {
+        io.out(`verifier key: ${result.verifierKey}\n`);
+        printTable(io, ["TREE SIZE", "ROOT (SHA-256)", "SIGNED AT"], result.checkpoints.map((c) => [c.treeSize, c.rootHash, c.createdAt]));
+      }
+    } finally {
+      client.close();
+    }
+  });
+
+  adminOptions(audit.command("public-key").description("Print the audit verifier key (keep a copy where the log's operators cannot change it)")).action(async (_opts: unknown, cmd: Command) => {
+    const client = await connectAdmin(mergedOptions(cmd));
+    try {
+      io.out((await client.request<CheckpointList>("GET", "/v1/audit/checkpoints")).verifierKey);
+    } finally {
+      client.close();
+    }
+  });
+
+  adminOptions(audit.command("prove <seq>").description("Prove that event SEQ is in the log: an RFC 6962 inclusion proof against the latest signed checkpoint")).action(async (seqText: string, _opts: unknown, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    const seq = Number(seqText);
+    if (!Number.isSafeInteger(seq) || seq < 1) throw new MandateError("INVALID_ARGUMENT", "SEQ is an event's sequence number (1, 2, …)");
+    const client = await connectAdmin(g);
+    try {
+      const [proof, list] = await Promise.all([client.request<InclusionProofResult>("GET", `/v1/audit/prove/${seq}`), client.request<CheckpointList>("GET", "/v1/audit/checkpoints")]);
+      const hex = (h: string) => Buffer.from(h, "hex");
+      const signed = verifyCheckpoint(proof.checkpoint, list.verifierKey);
+      const ok = signed.rootHash.toString("hex") === proof.rootHash && verifyInclusion(hex(proof.leafHash), seq - 1, proof.treeSize, proof.proof.map(hex), hex(proof.rootHash));
+      if (g.format === "json") printJson(io, { ...proof, verified: ok });
+      else io.out(`${ok ? "OK" : "FAILED"}: event ${seq} (leaf ${proof.leafHash}) is ${ok ? "" : "NOT "}included in signed checkpoint ${proof.treeSize} (root ${proof.rootHash}), proof of ${proof.proof.length} hashes.`);
+      if (!ok) throw new MandateError("AUDIT_TAMPERED", `inclusion proof for event ${seq} does not verify`);
+    } finally {
+      client.close();
+    }
+  });
+
+  adminOptions(audit.command("consistency <old> <new>").description("Prove that checkpoint NEW extends checkpoint OLD (RFC 6962 consistency proof)")).action(async (oldText: string, newText: string, _opts: unknown, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    const client = await connectAdmin(g);
+    try {
+      const proof = await client.request<ConsistencyProofResult>("GET", `/v1/audit/consistency?old=${encodeURIComponent(oldText)}&new=${encodeURIComponent(newText)}`);
+      const hex = (h: string) => Buffer.from(h, "hex");
+      const ok = verifyConsistency(proof.oldSize, proof.newSize, hex(proof.oldRoot), hex(proof.newRoot), proof.proof.map(hex));
+      if (g.format === "json") printJson(io, { ...proof, verified: ok });
+      else io.out(`${ok ? "OK" : "FAILED"}: checkpoint ${proof.newSize} ${ok ? "extends" : "does NOT extend"} checkpoint ${proof.oldSize} (proof of ${proof.proof.length} hashes).`);
+      if (!ok) throw new MandateError("AUDIT_TAMPERED", "consistency proof does not verify");
+    } finally {
+      client.close();
+    }
+  });
+
+  adminOptions(
+    audit
+      .command("verify")
+      .description("Recompute the audit hash chain and signed checkpoints; report exactly what was altered, inserted or removed")
+      .option("--checkpoints <file>", "offline: verify a saved checkpoint file (from `audit checkpoints --out`) …")
+      .option("--public-key <file>", "… with only this verifier key"),
+  ).action(async (opts: { checkpoints?: string; publicKey?: string }, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    if (opts.checkpoints || opts.publicKey) {
+      if (!opts.checkpoints || !opts.publicKey) throw new MandateError("INVALID_ARGUMENT", "offline verification needs both --checkpoints and --public-key");
+      const result = verifyCheckpointFile(await readFile(opts.checkpoints, "utf8"), (await readFile(opts.publicKey, "utf8")).trim());
+      if (g.format === "json") printJson(io, result);
+      else io.out(result.ok ? `OK: ${result.checkpoints} signed checkpoint(s), sizes only grow, latest ${result.latestSize}.` : `FAILED:\n${result.problems.map((p) => `  - ${p}`).join("\n")}`);
+      if (!result.ok) throw new MandateError("AUDIT_TAMPERED", "the checkpoint file does not verify");
+      return;
+    }
     const client = await connectAdmin(g);
     try {
       const result = await client.request<ChainVerification>("GET", "/v1/audit/verify");

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { MAX_SEARCH_LIMIT, traceAudit, verifyAuditChain } from "../../audit/index.js";
+import { MAX_SEARCH_LIMIT, proveConsistency, proveInclusion, traceAudit, verifyAuditChain } from "../../audit/index.js";
 import { MandateError } from "../../errors/index.js";
 import type { ServerContext } from "../context.js";
 import { parseRequest } from "../validate.js";
@@ -138,6 +138,33 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
 
   app.get("/v1/audit/verify", async (request) => {
     await ctx.auth.requireAdmin(request);
-    return verifyAuditChain(ctx.store);
+    return verifyAuditChain(ctx.store, ctx.checkpointer ? { verifierKey: ctx.checkpointer.verifierKey } : {});
+  });
+
+  app.get("/v1/audit/checkpoints", async (request) => {
+    await ctx.auth.requireAdmin(request);
+    const rows = await ctx.store.db.selectFrom("audit_checkpoints").selectAll().orderBy("tree_size").execute();
+    return {
+      verifierKey: ctx.checkpointer?.verifierKey,
+      checkpoints: rows.map((r) => ({ treeSize: Number(r.tree_size), rootHash: r.root_hash, createdAt: new Date(Number(r.created_at)).toISOString(), note: r.note })),
+    };
+  });
+
+  app.post("/v1/audit/checkpoints", async (request) => {
+    await ctx.auth.requireAdmin(request);
+    const note = await ctx.checkpointer?.checkpointIfDue(true);
+    return { note: note ?? null };
+  });
+
+  app.get("/v1/audit/prove/:seq", async (request) => {
+    await ctx.auth.requireAdmin(request);
+    const { seq } = parseRequest(z.strictObject({ seq: z.coerce.number().int().positive() }), request.params, "path");
+    return proveInclusion(ctx.store, seq);
+  });
+
+  app.get("/v1/audit/consistency", async (request) => {
+    await ctx.auth.requireAdmin(request);
+    const q = parseRequest(z.strictObject({ old: z.coerce.number().int().positive(), new: z.coerce.number().int().positive() }), request.query, "query");
+    return proveConsistency(ctx.store, q.old, q.new);
   });
 }
