@@ -89,3 +89,39 @@ describe.each(backends)("signed checkpoints on $name", (backend) => {
     expect(result.problems).toEqual([expect.objectContaining({ kind: "checkpoint", seq: 12 })]);
   });
 });
+
+describe.each(backends)("retention on $name", (backend) => {
+  it("prunes up to a signed checkpoint and still verifies, and catches tampering after the prefix", async () => {
+    const env = await backend.create();
+    const store = await Store.open({ dataDir: env.dataDir, storage: env.storage });
+    try {
+      const log = new StoreAuditLog(store);
+      const append = async (n: number) => {
+        for (let i = 0; i < n; i++) await log.append({ type: "t", code: "OK", actor: { kind: "system" }, outcome: { status: "ok" }, details: { i } });
+      };
+      const checkpointer = await AuditCheckpointer.open(store, "mandate.local/audit", { everyEvents: 1_000_000, everyMs: 3600_000 });
+      await append(20);
+      await checkpointer.checkpointIfDue(true);
+      await append(10);
+      const { pruneAuditLog } = await import("./retention.js");
+      expect(await pruneAuditLog(store, new Date(Date.now() + 1000))).toEqual({ pruned: 20, throughSeq: 20 });
+      expect(Number((await store.db.selectFrom("audit_events").select(({ fn }) => fn.countAll<number>().as("n")).executeTakeFirstOrThrow()).n)).toBe(10);
+      const clean = await verifyAuditChain(store, { verifierKey: checkpointer.verifierKey });
+      expect(clean).toMatchObject({ ok: true, events: 10, checkpointsVerified: 1 });
+
+      // A fresh checkpointer (a restart) continues the tree from the anchor.
+      const restarted = await AuditCheckpointer.open(store, "mandate.local/audit");
+      await append(5);
+      await restarted.checkpointIfDue(true);
+      expect(await verifyAuditChain(store, { verifierKey: checkpointer.verifierKey })).toMatchObject({ ok: true, events: 15, checkpointsVerified: 2 });
+      await expect(proveInclusion(store, 25)).rejects.toThrow("pruned");
+
+      await store.db.updateTable("audit_events").set({ body: '{"forged":1}' }).where("chain_seq", "=", 25).execute();
+      const tampered = await verifyAuditChain(store, { verifierKey: checkpointer.verifierKey });
+      expect(tampered.problems[0]).toMatchObject({ kind: "altered", seq: 25 });
+    } finally {
+      await store.close();
+      await env.cleanup();
+    }
+  });
+});

@@ -3,6 +3,7 @@ import { MandateError } from "../errors/index.js";
 import type { Store } from "../store/index.js";
 import { type AuditSigningKey, auditSigningKeyFromPrivateKey, formatCheckpointBody, signCheckpoint } from "./checkpoint.js";
 import { MerkleAccumulator, consistencyProof, inclusionProof } from "./merkle.js";
+import { accumulatorFromAnchor, readPruneAnchor } from "./retention.js";
 
 const KEY_META = "audit_checkpoint_key";
 const PAGE = 20_000;
@@ -99,6 +100,7 @@ export class AuditCheckpointer {
     const now = this.options.now();
     const due = size > latestSize && (force || size - latestSize >= this.options.everyEvents || now - this.lastCheckpointAt >= this.options.everyMs);
     if (!due) return undefined;
+    if (this.accumulator.size === 0) this.accumulator = accumulatorFromAnchor(await readPruneAnchor(this.store));
     const leaves = await readLeafHashes(this.store, size, this.accumulator.size);
     for (const leaf of leaves) this.accumulator.append(leaf);
     const root = this.accumulator.root();
@@ -129,6 +131,7 @@ export async function proveInclusion(store: Store, seq: number): Promise<Inclusi
   const checkpoint = await store.db.selectFrom("audit_checkpoints").selectAll().where("tree_size", ">=", seq).orderBy("tree_size", "desc").limit(1).executeTakeFirst();
   if (!checkpoint) throw new MandateError("NOT_FOUND", `no checkpoint covers event ${seq} yet; checkpoints are signed every few seconds`);
   const size = Number(checkpoint.tree_size);
+  await assertNotPruned(store);
   const leaves = await readLeafHashes(store, size);
   return {
     seq,
@@ -156,6 +159,14 @@ export async function proveConsistency(store: Store, oldSize: number, newSize: n
   const rows = await store.db.selectFrom("audit_checkpoints").select(["tree_size", "root_hash"]).where("tree_size", "in", [oldSize, newSize]).execute();
   const rootOf = (size: number) => rows.find((r) => Number(r.tree_size) === size)?.root_hash;
   if (!rootOf(oldSize) || !rootOf(newSize)) throw new MandateError("NOT_FOUND", `both sizes must be checkpoints; see \`mandate audit checkpoints\``);
+  await assertNotPruned(store);
   const leaves = await readLeafHashes(store, newSize);
   return { oldSize, newSize, oldRoot: rootOf(oldSize)!, newRoot: rootOf(newSize)!, proof: consistencyProof(leaves, oldSize).map((h) => h.toString("hex")) };
+}
+
+async function assertNotPruned(store: Store): Promise<void> {
+  const anchor = await readPruneAnchor(store);
+  if (anchor) {
+    throw new MandateError("NOT_FOUND", `events 1..${anchor.seq} were pruned by the retention policy; proofs need the whole log (keep the exported JSON Lines to prove older events)`);
+  }
 }

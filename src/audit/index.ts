@@ -11,3 +11,4 @@ export { AuditExporter, JsonlFileSink, WebhookSink, type AuditSink, type Exporte
 export * from "./merkle.js";
 export * from "./checkpoint.js";
 export { AuditCheckpointer, loadAuditSigningKey, proveConsistency, proveInclusion, readLeafHashes, type ConsistencyProofResult, type InclusionProofResult } from "./checkpointer.js";
+export { pruneAuditLog, readPruneAnchor, type PruneAnchor } from "./retention.js";

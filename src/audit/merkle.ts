@@ -10,7 +10,7 @@
  * that are not safe integers, so arithmetic below never silently loses bits.
  * Bitwise operators are avoided on purpose: they truncate to 32 bits.
  */
-import { createHash } from "node:crypto";
+import { createHash, hash } from "node:crypto";
 import { MandateError } from "../errors/index.js";
 
 export const HASH_SIZE = 32;
@@ -26,8 +26,15 @@ export function leafHash(data: Uint8Array): Buffer {
   return createHash("sha256").update(LEAF_PREFIX).update(data).digest();
 }
 
+// One reusable input buffer: node hashing runs once per appended leaf when verifying, and is synchronous.
+const NODE_INPUT = Buffer.alloc(1 + 2 * HASH_SIZE);
+NODE_INPUT[0] = 0x01;
+
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash("sha256").update(NODE_PREFIX).update(left).update(right).digest();
+  if (left.length !== HASH_SIZE || right.length !== HASH_SIZE) return createHash("sha256").update(NODE_PREFIX).update(left).update(right).digest();
+  NODE_INPUT.set(left, 1);
+  NODE_INPUT.set(right, 1 + HASH_SIZE);
+  return hash("sha256", NODE_INPUT, "buffer");
 }
 
 /** Root of the tree whose leaves have these hashes (MTH in RFC 6962 §2.1). */

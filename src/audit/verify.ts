@@ -1,8 +1,8 @@
 import type { Store } from "../store/index.js";
-import { GENESIS_CHAIN_HASH, eventLeafHash, nextChainHash } from "./chain.js";
+import { GENESIS_CHAIN_HASH, eventLeafDigest, nextChainHash } from "./chain.js";
 import { verifyCheckpoint } from "./checkpoint.js";
 import { loadAuditSigningKey } from "./checkpointer.js";
-import { MerkleAccumulator } from "./merkle.js";
+import { accumulatorFromAnchor, readPruneAnchor } from "./retention.js";
 
 export type ChainProblemKind = "altered" | "removed" | "inserted-or-reordered" | "truncated" | "unchained" | "checkpoint";
 
@@ -43,21 +43,35 @@ export async function verifyAuditChain(store: Store, options: VerifyOptions | ((
   const { onProgress, verifierKey: givenKey } = typeof options === "function" ? { onProgress: options, verifierKey: undefined } : options;
   const checkpoints = await store.db.selectFrom("audit_checkpoints").selectAll().orderBy("tree_size").execute();
   const verifierKey = checkpoints.length === 0 ? undefined : (givenKey ?? (await storedVerifierKey(store)));
-  const accumulator = new MerkleAccumulator();
-  let nextCheckpoint = 0;
-  let checkpointsVerified = 0;
   const problems: ChainProblem[] = [];
   const report = (problem: ChainProblem) => {
     if (problems.length < MAX_PROBLEMS) problems.push(problem);
   };
+  const anchor = await readPruneAnchor(store);
+  const accumulator = accumulatorFromAnchor(anchor);
+  let nextCheckpoint = 0;
+  let checkpointsVerified = 0;
+  // A pruned prefix is vouched for by the checkpoint at its end: its root must come out of the saved edge.
+  while (anchor && nextCheckpoint < checkpoints.length && Number(checkpoints[nextCheckpoint]!.tree_size) <= anchor.seq) {
+    const checkpoint = checkpoints[nextCheckpoint++]!;
+    if (Number(checkpoint.tree_size) < anchor.seq) continue;
+    const problem = checkCheckpoint(checkpoint, accumulator.root().toString("hex"), verifierKey!);
+    if (problem) report({ ...problem, message: `${problem.message} (the anchor of the pruned prefix does not match)` });
+    else checkpointsVerified++;
+  }
   let expectedSeq = 1;
   let previousChain = GENESIS_CHAIN_HASH;
-  let events = 0;
   let after = 0;
+  let events = 0;
+  if (anchor) {
+    expectedSeq = anchor.seq + 1;
+    previousChain = anchor.chainHash;
+    after = anchor.seq;
+  }
   for (;;) {
     const rows = await store.db
       .selectFrom("audit_events")
-      .select(["id", "chain_seq", "leaf_hash", "chain_hash", "body"])
+      .select(["chain_seq", "leaf_hash", "chain_hash", "body"])
       .where("chain_seq", ">", after)
       .orderBy("chain_seq")
       .limit(PAGE)
@@ -69,17 +83,20 @@ export async function verifyAuditChain(store: Store, options: VerifyOptions | ((
       if (seq > expectedSeq) {
         report({ kind: "removed", seq: expectedSeq, message: seq - expectedSeq === 1 ? `event ${expectedSeq} was removed` : `events ${expectedSeq}..${seq - 1} were removed` });
       }
-      const leaf = eventLeafHash(row.body);
+      const leafDigest = eventLeafDigest(row.body);
+      const leaf = leafDigest.toString("hex");
       if (leaf !== row.leaf_hash) {
-        report({ kind: "altered", seq, eventId: row.id, message: `event ${seq} (${row.id}) was altered: its content no longer matches its hash` });
+        const id = await eventIdAt(store, seq);
+        report({ kind: "altered", seq, eventId: id, message: `event ${seq} (${id}) was altered: its content no longer matches its hash` });
       } else if (seq === expectedSeq && nextChainHash(previousChain, leaf) !== row.chain_hash) {
-        report({ kind: "inserted-or-reordered", seq, eventId: row.id, message: `event ${seq} (${row.id}) does not follow event ${seq - 1}: an event was inserted or the order changed` });
+        const id = await eventIdAt(store, seq);
+        report({ kind: "inserted-or-reordered", seq, eventId: id, message: `event ${seq} (${id}) does not follow event ${seq - 1}: an event was inserted or the order changed` });
       }
       // Continue from the stored link so one problem is reported once, not for every later event.
       previousChain = row.chain_hash ?? previousChain;
       expectedSeq = seq + 1;
       if (checkpoints.length > 0) {
-        accumulator.append(Buffer.from(leaf, "hex"));
+        accumulator.append(leafDigest);
         while (nextCheckpoint < checkpoints.length && Number(checkpoints[nextCheckpoint]!.tree_size) === accumulator.size) {
           const checkpoint = checkpoints[nextCheckpoint++]!;
           const problem = checkCheckpoint(checkpoint, accumulator.root().toString("hex"), verifierKey!);
@@ -105,6 +122,12 @@ export async function verifyAuditChain(store: Store, options: VerifyOptions | ((
     report({ kind: "truncated", seq: size, message: `checkpoint ${size} was signed, but the log now holds only ${accumulator.size} verifiable event(s): the tail was cut or rewritten` });
   }
   return { ok: problems.length === 0, events, headSeq, checkpointsVerified, problems };
+}
+
+/** Looked up only when reporting, to keep the verification scan narrow. */
+async function eventIdAt(store: Store, seq: number): Promise<string> {
+  const row = await store.db.selectFrom("audit_events").select("id").where("chain_seq", "=", seq).executeTakeFirst();
+  return row?.id ?? "?";
 }
 
 async function storedVerifierKey(store: Store): Promise<string> {

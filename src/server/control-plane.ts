@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
-import { AuditCheckpointer, AuditExporter, JsonlFileSink, StoreAuditLog, WebhookSink } from "../audit/index.js";
+import { AuditCheckpointer, AuditExporter, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
@@ -40,6 +40,8 @@ export interface ControlPlaneOptions {
   auditExportDir?: string | undefined;
   /** SIEM webhook receiving audit batches. */
   auditWebhook?: string | undefined;
+  /** Prune audit events older than this, up to the last signed checkpoint before it. */
+  auditRetentionMs?: number | undefined;
   /** Sign an audit checkpoint every this many events (default 1000)… */
   auditCheckpointEvents?: number | undefined;
   /** …or this often when the log grew (default 60 s). */
@@ -186,6 +188,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     });
     context.checkpointer = checkpointer;
     checkpointer.start(Math.min(1000, options.auditCheckpointIntervalMs ?? 1000));
+    const retentionMs = options.auditRetentionMs;
+    const prune = async () => {
+      if (!retentionMs) return;
+      try {
+        const result = await pruneAuditLog(store, new Date(now() - retentionMs));
+        if (result.pruned > 0) {
+          await audit.append({ type: "audit.prune", code: "OK", actor: { kind: "system" }, outcome: { status: "ok" }, details: { pruned: result.pruned, throughSeq: result.throughSeq } });
+        }
+      } catch (error) {
+        app.log.error({ err: error }, "audit retention pass failed");
+      }
+    };
+    const retentionTimer = setInterval(() => void prune(), 3600_000);
+    retentionTimer.unref();
+    void prune();
 
     return {
       url,
@@ -201,6 +218,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         clearInterval(timer);
         for (const exporter of exporters) await exporter.stop();
         checkpointer.stop();
+        clearInterval(retentionTimer);
         locks.stop();
         await app.close();
         await store.close();

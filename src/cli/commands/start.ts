@@ -17,6 +17,7 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--jwt-ttl <duration>", "default JWT-SVID lifetime", "5m")
     .option("--join-token-ttl <duration>", "default join token lifetime", "30m")
     .option("--log-level <level>", "fatal|error|warn|info|debug", "warn")
+    .option("--audit-retention <duration>", "prune audit events older than this (e.g. 90d), up to the last signed checkpoint")
     .option("--audit-export-dir <dir>", "also write the audit log as rotating JSON Lines files here")
     .option("--audit-webhook <url>", "also POST audit batches to this SIEM endpoint (at least once, Idempotency-Key per batch)")
     .option("--audit-hash-fields <paths>", "comma-separated event fields stored as keyed HMACs, e.g. details.prompt (check a value with `mandate audit hash`)")
@@ -45,6 +46,7 @@ Examples:
         joinTokenTtlMs: parseDuration(opts.joinTokenTtl as string, "--join-token-ttl"),
         logLevel: opts.logLevel as string,
         auditExportDir: opts.auditExportDir as string | undefined,
+        auditRetentionMs: opts.auditRetention ? parseDuration(opts.auditRetention as string, "--audit-retention") : undefined,
         auditWebhook: opts.auditWebhook as string | undefined,
         auditHashedFields: ((opts.auditHashFields as string | undefined) ?? "").split(",").map((f) => f.trim()).filter(Boolean),
       });
