@@ -353,3 +353,17 @@ describe("verifier robustness (property)", () => {
     );
   });
 });
+
+describe("timestamps no date can hold", () => {
+  it("are rejected with a MandateError, never a RangeError", async () => {
+    for (const payload of [
+      { ...goodPayload(), exp: 1e20 },
+      { ...goodPayload(), iat: 1e20 },
+      { ...goodPayload(), exp: -1e20 },
+      { ...goodPayload(), nbf: 1e20 },
+    ]) {
+      const error = await verifyJwtSvid(es256(payload), options()).catch((e: unknown) => e);
+      expect(isMandateError(error), String(error)).toBe(true);
+    }
+  });
+});

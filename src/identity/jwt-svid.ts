@@ -210,9 +210,12 @@ export async function verifyJwtSvid(token: string, options: VerifyJwtSvidOptions
     }
     // A token from the future means a skewed issuer clock; accepting it would stretch its lifetime.
     if (typeof payload.iat === "number" && payload.iat > now.getTime() / 1000 + tolerance) {
-      throw invalid(`issued in the future (iat ${new Date(payload.iat * 1000).toISOString()}); check the issuer's clock`);
+      throw invalid(`issued in the future (iat ${describeTime(payload.iat)}); check the issuer's clock`);
     }
-    return { spiffeId, claims: payload, kid: key.kid, expiresAt: new Date(payload.exp! * 1000) };
+    const expiresAt = new Date(payload.exp! * 1000);
+    // jose accepts any number; a date JavaScript cannot represent is not a lifetime we honour.
+    if (Number.isNaN(expiresAt.getTime())) throw invalid("exp is out of range");
+    return { spiffeId, claims: payload, kid: key.kid, expiresAt };
   }
   throw fromJoseError(lastError, spiffeId.trustDomain);
 }
@@ -221,17 +224,24 @@ function fromJoseError(error: unknown, trustDomain: string): MandateError {
   if (error instanceof MandateError) return error;
   if (error instanceof jose.errors.JWTExpired) {
     const exp = error.payload.exp;
-    return new MandateError("JWT_EXPIRED", `JWT-SVID expired at ${typeof exp === "number" ? new Date(exp * 1000).toISOString() : String(exp)}`);
+    return new MandateError("JWT_EXPIRED", `JWT-SVID expired at ${describeTime(exp)}`);
   }
   if (error instanceof jose.errors.JWTClaimValidationFailed) {
     const missing = error.reason === "missing";
     if (error.claim === "aud") {
       return new MandateError("JWT_AUDIENCE_MISMATCH", missing ? "JWT-SVID rejected: aud is missing" : `JWT-SVID rejected: aud ${JSON.stringify(error.payload.aud)} does not contain this validator's audience`);
     }
-    if (error.claim === "nbf" && typeof error.payload.nbf === "number") return invalid(`not valid before ${new Date(error.payload.nbf * 1000).toISOString()} (nbf)`);
+    if (error.claim === "nbf" && typeof error.payload.nbf === "number") return invalid(`not valid before ${describeTime(error.payload.nbf)} (nbf)`);
     return invalid(missing ? `${error.claim} is missing` : `${error.claim} is invalid: ${error.message}`);
   }
   if (error instanceof jose.errors.JWSSignatureVerificationFailed) return invalid(`the signature does not verify with the bundle of trust domain ${trustDomain}`);
   if (error instanceof Error) return invalid(error.message);
   return invalid("unreadable token");
+}
+
+/** A NumericDate for messages: ISO when representable, the raw value otherwise (hostile tokens carry any number). */
+function describeTime(seconds: unknown): string {
+  if (typeof seconds !== "number") return String(seconds);
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? String(seconds) : date.toISOString();
 }
