@@ -12,3 +12,4 @@ export * from "./merkle.js";
 export * from "./checkpoint.js";
 export { AuditCheckpointer, loadAuditSigningKey, proveConsistency, proveInclusion, readLeafHashes, type ConsistencyProofResult, type InclusionProofResult } from "./checkpointer.js";
 export { pruneAuditLog, readPruneAnchor, type PruneAnchor } from "./retention.js";
+export { auditedAction } from "./audited-action.js";
