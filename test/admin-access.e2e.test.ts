@@ -1,5 +1,5 @@
 import { X509Certificate, webcrypto } from "node:crypto";
-import { copyFile, readFile, rm } from "node:fs/promises";
+import { copyFile, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyAndCsr, readCredentials } from "../src/agent/index.js";
@@ -125,6 +125,17 @@ describe("admin access, server identity and instance locks", () => {
     expect(events.map((e) => e.type)).toContain("agent.create");
     expect(events.map((e) => e.type)).toContain("lock.create");
     expect(text).not.toContain("mj1.");
+  });
+
+  it("ships signed checkpoints to the export directory, verifiable offline", async () => {
+    await mandate("audit", "checkpoints", "--now", "--data-dir", dataDir);
+    const file = join(work, "audit-export", "checkpoints.jsonl");
+    const pub = await mandate("audit", "public-key", "--data-dir", dataDir);
+    const keyFile = join(work, "audit.pub");
+    await writeFile(keyFile, pub.stdout);
+    const result = await mandate("audit", "verify", "--checkpoints", file, "--public-key", keyFile);
+    expect(result.code, result.stderr + result.stdout).toBe(0);
+    expect(result.stdout).toMatch(/^OK: 1 signed checkpoint/);
   });
 
   it("rotates the CA from the CLI in two phases", async () => {

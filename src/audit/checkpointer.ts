@@ -1,4 +1,6 @@
 import { createPrivateKey, generateKeyPairSync } from "node:crypto";
+import { mkdir, open } from "node:fs/promises";
+import { dirname } from "node:path";
 import { MandateError } from "../errors/index.js";
 import type { Store } from "../store/index.js";
 import { type AuditSigningKey, auditSigningKeyFromPrivateKey, formatCheckpointBody, signCheckpoint } from "./checkpoint.js";
@@ -61,14 +63,18 @@ export class AuditCheckpointer {
   private constructor(
     private readonly store: Store,
     readonly key: AuditSigningKey,
-    private readonly options: { everyEvents: number; everyMs: number; now: () => number },
+    private readonly options: { everyEvents: number; everyMs: number; now: () => number; onCheckpoint?: ((checkpoint: SignedCheckpoint) => Promise<void>) | undefined },
   ) {
     this.lastCheckpointAt = options.now();
   }
 
-  static async open(store: Store, origin: string, options: { everyEvents?: number; everyMs?: number; now?: () => number } = {}): Promise<AuditCheckpointer> {
+  static async open(
+    store: Store,
+    origin: string,
+    options: { everyEvents?: number; everyMs?: number; now?: () => number; onCheckpoint?: (checkpoint: SignedCheckpoint) => Promise<void> } = {},
+  ): Promise<AuditCheckpointer> {
     const key = await loadAuditSigningKey(store, origin);
-    return new AuditCheckpointer(store, key, { everyEvents: options.everyEvents ?? 1000, everyMs: options.everyMs ?? 60_000, now: options.now ?? Date.now });
+    return new AuditCheckpointer(store, key, { everyEvents: options.everyEvents ?? 1000, everyMs: options.everyMs ?? 60_000, now: options.now ?? Date.now, onCheckpoint: options.onCheckpoint });
   }
 
   get verifierKey(): string {
@@ -113,8 +119,31 @@ export class AuditCheckpointer {
         .execute();
     });
     this.lastCheckpointAt = now;
+    // Shipping the checkpoint out is what makes a later rewrite of the whole store detectable.
+    await this.options.onCheckpoint?.({ treeSize: size, rootHash: root.toString("hex"), createdAt: new Date(now).toISOString(), note });
     return note;
   }
+}
+
+export interface SignedCheckpoint {
+  treeSize: number;
+  rootHash: string;
+  createdAt: string;
+  note: string;
+}
+
+/** Appends each checkpoint as one JSON line; `mandate audit verify --checkpoints` reads the file. */
+export function checkpointFileSink(path: string): (checkpoint: SignedCheckpoint) => Promise<void> {
+  return async (checkpoint) => {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const handle = await open(path, "a", 0o644);
+    try {
+      await handle.writeFile(`${JSON.stringify(checkpoint)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  };
 }
 
 export interface InclusionProofResult {

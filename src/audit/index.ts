@@ -10,6 +10,6 @@ export { formatTrace, traceAudit, type AuditTrace, type TraceNode } from "./trac
 export { AuditExporter, JsonlFileSink, WebhookSink, type AuditSink, type ExportedEvent } from "./export.js";
 export * from "./merkle.js";
 export * from "./checkpoint.js";
-export { AuditCheckpointer, loadAuditSigningKey, proveConsistency, proveInclusion, readLeafHashes, type ConsistencyProofResult, type InclusionProofResult } from "./checkpointer.js";
+export { AuditCheckpointer, checkpointFileSink, loadAuditSigningKey, type SignedCheckpoint, proveConsistency, proveInclusion, readLeafHashes, type ConsistencyProofResult, type InclusionProofResult } from "./checkpointer.js";
 export { pruneAuditLog, readPruneAnchor, type PruneAnchor } from "./retention.js";
 export { auditedAction } from "./audited-action.js";

@@ -1,7 +1,7 @@
 import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
-import { AuditCheckpointer, AuditExporter, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
+import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
@@ -185,6 +185,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       everyEvents: options.auditCheckpointEvents ?? 1000,
       everyMs: options.auditCheckpointIntervalMs ?? 60_000,
       now,
+      onCheckpoint: options.auditExportDir ? checkpointFileSink(join(resolve(options.auditExportDir), "checkpoints.jsonl")) : undefined,
     });
     context.checkpointer = checkpointer;
     checkpointer.start(Math.min(1000, options.auditCheckpointIntervalMs ?? 1000));

@@ -41,13 +41,22 @@ interface CheckpointList {
 /** Offline: every note must carry a valid signature of the key, and tree sizes must only grow. */
 export function verifyCheckpointFile(text: string, verifierKey: string): { ok: boolean; checkpoints: number; latestSize: number; problems: string[] } {
   const problems: string[] = [];
-  let parsed: Partial<CheckpointList>;
+  let notes: { note?: unknown }[];
   try {
-    parsed = JSON.parse(text) as Partial<CheckpointList>;
+    // Either the JSON of `audit checkpoints --out`, or the checkpoints.jsonl the export directory receives.
+    const whole = (() => {
+      try {
+        return JSON.parse(text) as Partial<CheckpointList>;
+      } catch {
+        return undefined;
+      }
+    })();
+    notes = Array.isArray(whole?.checkpoints)
+      ? whole.checkpoints
+      : text.split("\n").filter((line) => line.trim()).map((line) => JSON.parse(line) as { note?: unknown });
   } catch {
-    return { ok: false, checkpoints: 0, latestSize: 0, problems: ["the checkpoint file is not JSON (expected the output of `mandate audit checkpoints --out`)"] };
+    return { ok: false, checkpoints: 0, latestSize: 0, problems: ["the checkpoint file is neither the JSON of `mandate audit checkpoints --out` nor a checkpoints.jsonl"] };
   }
-  const notes = Array.isArray(parsed.checkpoints) ? parsed.checkpoints : [];
   let previous = 0;
   for (const [i, entry] of notes.entries()) {
     try {
