@@ -250,6 +250,21 @@ describe("foundation, end to end on the embedded default", () => {
   });
 });
 
+describe("one control plane per data directory", () => {
+  it("refuses a second control plane on the same data directory, and allows it after the first stops", async () => {
+    const dataDir = await tempDir();
+    const first = await startTestControlPlane({ dataDir });
+    try {
+      await expect(startTestControlPlane({ dataDir })).rejects.toThrow(`in use by the control plane with pid ${process.pid}`);
+    } finally {
+      await first.close();
+    }
+    const second = await startTestControlPlane({ dataDir });
+    await second.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+});
+
 describe("fail closed when the store breaks", () => {
   it("refuses to issue when the database file is deleted: clear error, no certificate, no half-written state", async () => {
     const dataDir = await tempDir();

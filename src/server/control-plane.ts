@@ -1,3 +1,4 @@
+import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -7,6 +8,7 @@ import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509Svi
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
+import { claimDataDir } from "./data-dir-lock.js";
 import type { ServerContext } from "./context.js";
 import { installErrorHandling } from "./errors.js";
 import { formatHostPort, parseHostPort } from "./listen-address.js";
@@ -73,7 +75,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   const dataDir = resolve(options.dataDir);
   const listen = parseHostPort(options.listen ?? DEFAULT_LISTEN, DEFAULT_PORT, "--listen");
   const publicAddrs = (options.publicAddrs ?? []).map((a) => parseHostPort(a, listen.port, "--public-addr"));
-  const store = await Store.open({ storage: options.storage, dataDir });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const releaseDataDir = await claimDataDir(dataDir);
+  const store = await Store.open({ storage: options.storage, dataDir }).catch(async (error: unknown) => {
+    await releaseDataDir();
+    throw error;
+  });
   try {
     const { authority, created } = await TrustDomainAuthority.open(store, options.trustDomain, {
       now,
@@ -223,10 +230,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         locks.stop();
         await app.close();
         await store.close();
+        await releaseDataDir();
       },
     };
   } catch (error) {
     await store.close().catch(() => undefined);
+    await releaseDataDir();
     throw error;
   }
 }
