@@ -155,3 +155,42 @@ describe("admin access, server identity and instance locks", () => {
     expect((await mandate("svid", "jwt", "--audience", "x", "--out", a)).code).toBe(0);
   });
 });
+
+describe("copied credentials", () => {
+  it("lock only the instance whose credentials were copied, tolerate a retried renewal, and raise an alert", async () => {
+    const dataDir = await tempDir();
+    const work = await tempDir();
+    const plane = await startTestControlPlane({ dataDir });
+    try {
+      const first = await mandate("agents", "add", "copied", "--data-dir", dataDir, "--format", "json");
+      const second = await mandate("agents", "tokens", "add", "copied", "--data-dir", dataDir, "--format", "json");
+      const original = join(work, "original");
+      const bystander = join(work, "bystander");
+      expect((await mandate("daemon", "--auth-server", plane.url, "--join-token", first.json().token, "--out", original, "--oneshot")).code).toBe(0);
+      expect((await mandate("daemon", "--auth-server", plane.url, "--join-token", second.json().token, "--out", bystander, "--oneshot")).code).toBe(0);
+      const { cp } = await import("node:fs/promises");
+      const copy = join(work, "copy");
+      await cp(original, copy, { recursive: true });
+      const retried = join(work, "retried");
+      await cp(original, retried, { recursive: true });
+
+      // The original renews (generation 1 → 2); a retry with generation 1, as after a lost response, is still accepted.
+      expect((await mandate("daemon", "--out", original, "--oneshot")).code).toBe(0);
+      expect((await mandate("daemon", "--out", retried, "--oneshot")).code).toBe(0);
+      // Now the original presents generation 2, which the retry superseded: a second holder exists.
+      const detected = await mandate("daemon", "--out", original, "--oneshot");
+      expect(detected.code).toBe(1);
+      expect(detected.stderr).toContain("credentials copied");
+      expect((await mandate("daemon", "--out", copy, "--oneshot")).stderr).toContain("LOCKED");
+      // Only that instance: the agent's other instance keeps working.
+      expect((await mandate("daemon", "--out", bystander, "--oneshot")).code).toBe(0);
+      const alerts = await mandate("audit", "search", "--type", "identity.copy_detected", "--format", "json", "--data-dir", dataDir);
+      expect(alerts.json()).toHaveLength(1);
+      expect(alerts.json()[0].details.alert).toBe(true);
+    } finally {
+      await plane.close();
+      await rm(dataDir, { recursive: true, force: true });
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});

@@ -14,6 +14,8 @@ export interface IssueX509SvidInput {
   agentName: string | null;
   instanceId: string | null;
   ttlMs: number;
+  /** The instance generation this certificate carries (renewals advance it). */
+  generation?: number;
   /** The audit event that records this issuance; committed atomically with the issuance record. */
   audit: (issued: { serialHex: string; notAfter: Date; authorityId: string }) => AuditEventInput;
   /** Further writes that must commit with the issuance (instance state, token use…). */
@@ -74,6 +76,7 @@ export class X509SvidIssuer {
           authority_id: signer.authorityId,
           not_after: notAfter.getTime(),
           issued_at: t,
+          generation: input.generation ?? null,
         })
         .execute();
       await input.writes?.(tx, { serialHex, notAfter: notAfter.getTime() });

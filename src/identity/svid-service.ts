@@ -39,11 +39,13 @@ export class SvidService {
       const instance = await store.db
         .selectFrom("issued_svids")
         .innerJoin("instances", "instances.id", "issued_svids.instance_id")
-        .select(["instances.id", "instances.generation"])
+        .select(["instances.id", "instances.generation", "instances.last_presented_generation", "issued_svids.generation as presented"])
         .where("issued_svids.serial", "=", caller.serialHex)
         .executeTakeFirst();
       if (!instance) throw new MandateError("PERMISSION_DENIED", "the presented SVID belongs to no known instance of this agent; join again with a new token");
       locks.assertNotLocked({ spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex, instanceId: instance.id });
+      const presented = Number(instance.presented ?? instance.generation);
+      await this.detectCopiedCredential(caller, instance.id, presented, Number(instance.generation), Number(instance.last_presented_generation ?? 0));
       const csr = parseCsr(csrInput);
       const t = (this.deps.now ?? Date.now)();
       const svid = await this.deps.issuer.issue({
@@ -52,6 +54,7 @@ export class SvidService {
         agentName: caller.agent,
         instanceId: instance.id,
         ttlMs: this.deps.svidTtlMs,
+        generation: instance.generation + 1,
         audit: (result) => ({
           type: "identity.renew",
           code: "OK",
@@ -63,7 +66,7 @@ export class SvidService {
         writes: async (tx, result) => {
           await tx
             .updateTable("instances")
-            .set({ generation: instance.generation + 1, last_renewed_at: t, svid_serial: result.serialHex, svid_expires_at: result.notAfter })
+            .set({ generation: instance.generation + 1, last_presented_generation: presented, last_renewed_at: t, svid_serial: result.serialHex, svid_expires_at: result.notAfter })
             .where("id", "=", instance.id)
             .execute();
         },
@@ -76,6 +79,31 @@ export class SvidService {
         .catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * Every renewal advances the instance's generation. Presenting an older generation
+   * means a copy of the credentials is in use somewhere, so that instance (and only it)
+   * is locked and an alert recorded. One exception keeps a lost response from locking an
+   * honest agent: the generation that made the last renewal may renew again, as long as
+   * the generation that renewal produced has never been presented.
+   */
+  private async detectCopiedCredential(caller: Caller, instanceId: string, presented: number, current: number, lastPresented: number): Promise<void> {
+    if (presented >= current) return;
+    // A retry after a lost response presents the same generation the last renewal did.
+    if (presented === current - 1 && lastPresented === presented) return;
+    const reason = `credentials copied: generation ${presented} presented after generation ${current} was issued`;
+    const lock = await this.deps.locks.add({ kind: "instance", value: instanceId, reason, createdBy: "mandate:theft-detection" });
+    await this.deps.audit.append({
+      type: "identity.copy_detected",
+      code: "LOCKED",
+      actor: { kind: "agent", spiffeId: caller.spiffeId, agent: caller.agent, instance: instanceId },
+      target: { instance: instanceId, lock: lock.id, serial: caller.serialHex },
+      decision: { allow: false, reasons: [reason] },
+      outcome: { status: "error", error: "LOCKED", message: reason },
+      details: { alert: true, presentedGeneration: presented, currentGeneration: current },
+    });
+    throw new MandateError("LOCKED", `instance ${instanceId} is locked: ${reason}`, { details: { lockId: lock.id } });
   }
 
   async mintJwtSvid(caller: Caller, request: { audience: string[]; ttlSeconds?: number | undefined }): Promise<{ token: string; expiresAt: Date; spiffeId: string }> {

@@ -111,6 +111,7 @@ export class TokenJoinService {
       agentName: agent.name,
       instanceId,
       ttlMs: this.deps.svidTtlMs,
+      generation: 1,
       audit: (issued) => ({
         type: "identity.join",
         code: "OK",

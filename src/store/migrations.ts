@@ -152,6 +152,14 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex("audit_events_delegation_time").on("audit_events").columns(["delegation_id", "time"]).execute();
       },
     },
+    "0005_instance_generations": {
+      async up(db: Kysely<any>) {
+        // Which generation each certificate carries, and the newest one an instance has presented:
+        // together they tell a retried renewal from a copied credential.
+        await db.schema.alterTable("issued_svids").addColumn("generation", "integer").execute();
+        await db.schema.alterTable("instances").addColumn("last_presented_generation", "integer").execute();
+      },
+    },
     "0004_audit_checkpoints": {
       async up(db: Kysely<any>) {
         await db.schema

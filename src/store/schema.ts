@@ -68,6 +68,7 @@ export interface InstanceTable {
   svid_serial: string;
   svid_expires_at: number;
   version: string;
+  last_presented_generation?: number | null;
 }
 
 export interface IssuedSvidTable {
@@ -78,6 +79,7 @@ export interface IssuedSvidTable {
   authority_id: string;
   not_after: number;
   issued_at: number;
+  generation?: number | null;
 }
 
 export type LockTargetKind = "agent" | "serial" | "instance" | "spiffe_id";
