@@ -138,6 +138,17 @@ describe("admin access, server identity and instance locks", () => {
     expect(result.stdout).toMatch(/^OK: 1 signed checkpoint/);
   });
 
+  it("lists and shows an agent's instances", async () => {
+    const list = await mandate("agents", "instances", "ls", "fleet", "--data-dir", dataDir, "--format", "json");
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.json()).toHaveLength(2);
+    const id = list.json()[1].id;
+    const shown = await mandate("agents", "instances", "show", "fleet", id, "--data-dir", dataDir);
+    expect(shown.stdout).toContain(id);
+    expect(shown.stdout).toMatch(/joinMethod\s+token/);
+    expect((await mandate("agents", "instances", "show", "fleet", "inst-nope", "--data-dir", dataDir)).stderr).toContain("NOT_FOUND");
+  });
+
   it("rotates the CA from the CLI in two phases", async () => {
     const before = await mandate("ca", "show", "--data-dir", dataDir, "--format", "json");
     const prepared = await mandate("ca", "rotate", "--data-dir", dataDir);

@@ -101,7 +101,9 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         throw error;
       }
       const left = Math.round((expiresAt - Date.now()) / 1000);
-      log(`renewal failed (${(error as Error).message}); ${left > 0 ? `current SVID valid for ${left}s more` : "current SVID has EXPIRED"}; retrying`);
+      log(
+        `renewal failed (${(error as Error).message}); ${left > 0 ? `running on borrowed time: current SVID valid for ${left}s more` : "current SVID has EXPIRED: workloads here have no valid identity"}; retrying with backoff`,
+      );
     }
   }
 }

@@ -118,6 +118,33 @@ export function registerAgents(program: Command, io: Io): void {
     }
   });
 
+  const instances = agents.command("instances").description("Joined instances of an agent (each host or process that joined)");
+  type InstanceView = { id: string; hostname: string; joinMethod: string; generation: number; createdAt: string; lastRenewedAt: string; svidSerial: string; svidExpiresAt: string; version: string };
+  adminOptions(instances.command("ls <agent>").alias("list").description("List an agent's instances")).action(async (name: string, _opts: unknown, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    const client = await connectAdmin(g);
+    try {
+      const { instances: list } = await client.request<{ instances: InstanceView[] }>("GET", `/v1/agents/${encodeURIComponent(name)}`);
+      if (g.format === "json") printJson(io, list);
+      else printTable(io, ["ID", "HOST", "METHOD", "GEN", "SVID EXPIRES", "LAST RENEWAL", "VERSION"], list.map((i) => [i.id, i.hostname, i.joinMethod, i.generation, i.svidExpiresAt, i.lastRenewedAt, i.version || "-"]));
+    } finally {
+      client.close();
+    }
+  });
+  adminOptions(instances.command("show <agent> <id>").description("Show one instance")).action(async (name: string, id: string, _opts: unknown, cmd: Command) => {
+    const g = mergedOptions(cmd);
+    const client = await connectAdmin(g);
+    try {
+      const { instances: list } = await client.request<{ instances: InstanceView[] }>("GET", `/v1/agents/${encodeURIComponent(name)}`);
+      const instance = list.find((i) => i.id === id);
+      if (!instance) throw new MandateError("NOT_FOUND", `agent ${name} has no instance ${id}; see \`mandate agents instances ls ${name}\``);
+      if (g.format === "json") printJson(io, instance);
+      else io.out(Object.entries(instance).map(([k, v]) => `${k.padEnd(14)} ${v || "-"}`).join("\n"));
+    } finally {
+      client.close();
+    }
+  });
+
   const tokens = agents.command("tokens").description("Join tokens for existing agents");
   adminOptions(tokens.command("add <name>").description("Issue another one-time join token for an agent").option("--ttl <duration>", "token lifetime", "30m")).action(async (name: string, opts: { ttl: string }, cmd: Command) => {
     const g = mergedOptions(cmd);
