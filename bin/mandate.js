@@ -2,5 +2,13 @@
 // Sized before anything touches libuv's threadpool.
 import "../dist/src/cli/threadpool.js";
 
+// `mandate … | head` closes the pipe early: that is the reader's choice, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error) => {
+    if (error.code === "EPIPE") process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
+
 const { runCli } = await import("../dist/src/cli/index.js");
 process.exitCode = await runCli(process.argv);

@@ -11,6 +11,7 @@ export function registerDaemon(program: Command, io: Io): void {
     .option("--join-token <token>", "one-time join token from `mandate agents add` (env MANDATE_JOIN_TOKEN)")
     .option("--ca-pin <sha256:hex>", "expected CA pin; the token already carries it")
     .option("--out <dir>", "where svid.pem, svid_key.pem, bundle.pem and jwt_bundle.json are written", "./agent-creds")
+    .option("--data-dir <dir>", "the daemon's state directory (credentials and state live together; same as --out)")
     .option("--oneshot", "get or renew the SVID once, then exit")
     .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
     .addHelpText(
@@ -24,7 +25,8 @@ Examples:
   mandate daemon --auth-server https://mandate.example.com:7443 --join-token mj1.... --out /run/mandate --oneshot
   mandate daemon --out /run/mandate          # keep renewing with the identity already in /run/mandate`,
     )
-    .action(async (opts: { authServer?: string; joinToken?: string; caPin?: string; out: string; oneshot?: boolean; format: string }) => {
+    .action(async (opts: { authServer?: string; joinToken?: string; caPin?: string; out: string; dataDir?: string; oneshot?: boolean; format: string }) => {
+      if (opts.dataDir) opts.out = opts.dataDir;
       const controller = new AbortController();
       const stop = () => controller.abort();
       process.once("SIGINT", stop);
