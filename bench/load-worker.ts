@@ -14,10 +14,17 @@ interface LoadSpec {
   concurrency: number;
   durationMs: number;
   warmupMs: number;
+  /**
+   * Renewal mode: each slot is one agent instance that renews with its current SVID over
+   * a new mTLS connection, with a fresh key (`keys[i]` belongs to `bodies[i]`), and uses
+   * the returned SVID next time, as `mandate daemon` does.
+   */
+  renewal?: { identities: { cert: string; key: string }[]; keys: string[] };
 }
 
 const spec = workerData as LoadSpec;
 const agent = new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, cert: spec.cert, key: spec.key });
+const identities = spec.renewal?.identities.map((i) => ({ ...i })) ?? [];
 let completed = 0;
 let failed = 0;
 let firstError = "";
@@ -26,14 +33,21 @@ let measuring = false;
 const started = Date.now();
 const deadline = started + spec.warmupMs + spec.durationMs;
 
-function one(i: number): Promise<void> {
+function one(i: number, slot: number): Promise<void> {
   return new Promise((resolve) => {
-    const body = spec.bodies[i % spec.bodies.length]!;
+    const bodyIndex = i % spec.bodies.length;
+    const body = spec.bodies[bodyIndex]!;
     const t0 = performance.now();
-    const req = request(spec.url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+    const identity = identities[slot];
+    const tls = identity ? { agent: false as const, ca: spec.ca, cert: identity.cert, key: identity.key } : { agent };
+    const req = request(spec.url, { method: "POST", ...tls, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
+        if (identity && res.statusCode === 200) {
+          identity.cert = (JSON.parse(Buffer.concat(chunks).toString()) as { svidPem: string }).svidPem;
+          identity.key = spec.renewal!.keys[bodyIndex]!;
+        }
         if (measuring) {
           if (res.statusCode === 200) {
             completed++;
@@ -58,7 +72,7 @@ function one(i: number): Promise<void> {
 async function loop(worker: number): Promise<void> {
   let i = worker;
   while (Date.now() < deadline) {
-    await one(i);
+    await one(i, worker);
     i += spec.concurrency;
   }
 }

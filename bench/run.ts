@@ -87,12 +87,34 @@ try {
   adminClient.close();
   await joinWithToken(credsDir, plane.url, token);
   const creds = (await readCredentials(credsDir))!;
-  const bodies = await Promise.all(Array.from({ length: 64 }, async () => JSON.stringify({ csr: (await generateKeyAndCsr()).csrPem })));
+  const pairs = await Promise.all(Array.from({ length: 256 }, () => generateKeyAndCsr()));
+  const bodies = pairs.map((p) => JSON.stringify({ csr: p.csrPem }));
+  // One joined instance per concurrent slot: each renews with its own current SVID.
+  const instances = [];
+  for (let i = 0; i < CONCURRENCY; i++) {
+    const dir = join(dataDir, `instance-${i}`);
+    const tokenClient = new MandateClient(plane.url, { caPem: admin.bundlePem, certPem: admin.certPem, keyPem: admin.keyPem });
+    const { token: t } = await tokenClient.request<{ token: string }>("POST", "/v1/agents/bench/tokens", {});
+    tokenClient.close();
+    await joinWithToken(dir, plane.url, t);
+    const c = (await readCredentials(dir))!;
+    instances.push({ cert: c.svidPem, key: c.keyPem });
+  }
 
-  console.log(`X509-SVID issuance over the API: ${CONCURRENCY} concurrent mTLS clients, ${SECONDS}s…`);
+  console.log(`X509-SVID renewal over the API: ${CONCURRENCY} agent instances, each over a new mTLS connection with its current SVID and a fresh key, ${SECONDS}s…`);
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
-  const issuance = await runLoad({ url: `${plane.url}/v1/svid/x509`, ca: creds.bundlePem, cert: creds.svidPem, key: creds.keyPem, bodies, concurrency: CONCURRENCY, durationMs: SECONDS * 1000, warmupMs: 1000 });
+  const issuance = await runLoad({
+    url: `${plane.url}/v1/svid/x509`,
+    ca: creds.bundlePem,
+    cert: creds.svidPem,
+    key: creds.keyPem,
+    bodies,
+    concurrency: CONCURRENCY,
+    durationMs: SECONDS * 1000,
+    warmupMs: 1000,
+    renewal: { identities: instances, keys: pairs.map((p) => p.keyPem) },
+  });
   const elu = performance.eventLoopUtilization(elu0);
   const cpu = process.cpuUsage(cpu0);
   console.log(`  control-plane event loop ${(elu.utilization * 100).toFixed(0)}% busy; process CPU ${((cpu.user + cpu.system) / 1000 / ((SECONDS + 1) * 1000) * 100).toFixed(0)}% of one core`);
@@ -107,7 +129,7 @@ try {
   const jwtRate = await mintRate(() => signer.mintJwtSvid({ spiffeId: "spiffe://mandate.local/agent/bench", audience: ["bench"], ttlSeconds: 300 }), SECONDS, 64);
 
   console.log(`X509-SVID issuance in-process (parse + verify CSR, build + sign leaf), ${SECONDS}s…`);
-  const csrTexts = bodies.map((b) => (JSON.parse(b) as { csr: string }).csr);
+  const csrTexts = pairs.map((p) => p.csrPem);
   const x509Signer = plane.context.authority.x509Signer;
   let k = 0;
   const coreRate = await mintRate(async () => {

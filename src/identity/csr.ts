@@ -1,5 +1,6 @@
 import { type KeyObject, verify } from "node:crypto";
 import { MandateError, isMandateError } from "../errors/index.js";
+import type { SignatureVerifierPool } from "./signature-pool.js";
 import { DerReader, TAG } from "./der/reader.js";
 import { readGeneralNames } from "./general-names.js";
 import { type KeyAlgorithm, importPublicKey, publicKeyObject, readSubjectPublicKey } from "./spki.js";
@@ -192,7 +193,7 @@ function readRequestedExtensions(extensions: DerReader, parsed: ParsedCsr): void
  * Proof of possession: the signature algorithm must fit the key, and the request must
  * verify under its own key. Verification runs on the libuv threadpool.
  */
-export async function verifyCsr(csr: ParsedCsr): Promise<void> {
+export async function verifyCsr(csr: ParsedCsr, pool?: SignatureVerifierPool): Promise<void> {
   // The key is read again from the SPKI the certificate will carry, so what verifies is exactly what gets certified,
   // and a ParsedCsr assembled elsewhere cannot smuggle in a key the policy refuses.
   const key = readSubjectPublicKey(csr.spkiDer, "INVALID_CSR");
@@ -200,10 +201,14 @@ export async function verifyCsr(csr: ParsedCsr): Promise<void> {
   const algorithm = SIGNATURE_ALGORITHMS[csr.signatureAlgorithmOid];
   if (!algorithm) throw invalid(`signature algorithm ${csr.signatureAlgorithmOid} is not accepted`);
   if (!algorithm.keys.includes(csr.keyAlgorithm)) throw invalid(`signature algorithm ${algorithm.name} does not fit a ${csr.keyAlgorithm} key`);
-  const publicKey = await importPublicKey(key);
-  const ok = await new Promise<boolean>((resolve) => {
-    verify(algorithm.hash, csr.certificationRequestInfoDer, publicKey, csr.signature, (error, result) => resolve(!error && result));
-  });
+  const ok = pool
+    ? await pool.verify(algorithm.hash, key.spkiDer, csr.certificationRequestInfoDer, csr.signature)
+    : await importPublicKey(key).then(
+        (publicKey) =>
+          new Promise<boolean>((resolve) => {
+            verify(algorithm.hash, csr.certificationRequestInfoDer, publicKey, csr.signature, (error, result) => resolve(!error && result));
+          }),
+      );
   if (!ok) throw invalid("signature does not verify with the CSR's own key (proof of possession failed)");
 }
 

@@ -13,3 +13,4 @@ export { validateX509Svid } from "./x509-svid-validate.js";
 export { verifyJwtSvid } from "./jwt-svid.js";
 export { caPinOf, certToPem, pemDecodeAll, pemEncode, randomSerial, keyToPem } from "./x509-util.js";
 export { SvidVerifier } from "./svid-verifier.js";
+export { SignatureVerifierPool } from "./signature-pool.js";

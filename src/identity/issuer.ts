@@ -3,6 +3,7 @@ import { MandateError } from "../errors/index.js";
 import type { Store, StoreTx } from "../store/index.js";
 import type { TrustDomainAuthority } from "./authority.js";
 import { type ParsedCsr, assertCsrRequestsOnly, verifyCsr } from "./csr.js";
+import type { SignatureVerifierPool } from "./signature-pool.js";
 import { certToPem, randomSerial, serialToHex } from "./x509-util.js";
 
 /** Certificates are backdated this much so a verifier whose clock runs a little behind still accepts them. */
@@ -42,11 +43,17 @@ export class X509SvidIssuer {
     private readonly store: Store,
     private readonly audit: AuditLog,
     private readonly now: () => number = Date.now,
+    private readonly verifierPool?: SignatureVerifierPool,
   ) {}
+
+  /** Proof of possession, off the event loop when a verifier pool is configured. */
+  verifyCsr(csr: ParsedCsr): Promise<void> {
+    return verifyCsr(csr, this.verifierPool);
+  }
 
   async issue(input: IssueX509SvidInput): Promise<IssuedX509Svid> {
     this.store.assertWritable();
-    await verifyCsr(input.csr);
+    await this.verifyCsr(input.csr);
     assertCsrRequestsOnly(input.csr, input.spiffeId);
     const signer = this.authority.x509Signer;
     const t = this.now();

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { AuditActor, AuditLog } from "../audit/index.js";
 import { MandateError, isMandateError } from "../errors/index.js";
-import { AgentRegistry, type IssuedX509Svid, type LockRegistry, type TrustDomainAuthority, type X509SvidIssuer, assertCsrRequestsOnly, parseCsr, verifyCsr } from "../identity/index.js";
+import { AgentRegistry, type IssuedX509Svid, type LockRegistry, type TrustDomainAuthority, type X509SvidIssuer, assertCsrRequestsOnly, parseCsr } from "../identity/index.js";
 import type { Store } from "../store/index.js";
 import { generateJoinToken, hashJoinSecret, parseJoinToken } from "./join-token.js";
 
@@ -82,7 +82,7 @@ export class TokenJoinService {
     }
     // Validate the CSR before spending the token, so a client bug does not burn it.
     const csr = parseCsr(request.csr);
-    await verifyCsr(csr);
+    await this.deps.issuer.verifyCsr(csr);
     const hostname = (request.hostname ?? "").slice(0, 253) || "unknown";
     const t = this.now;
     const hash = hashJoinSecret(secret);

@@ -76,19 +76,19 @@ export class CallerAuthenticator {
   }
 
   private verifySocket(socket: TLSSocket): Caller {
-    if (typeof socket.getPeerCertificate !== "function") throw new MandateError("UNAUTHENTICATED", "this endpoint requires TLS with a client certificate");
-    const peer = socket.getPeerCertificate(true);
-    if (!peer || !peer.raw) throw new MandateError("UNAUTHENTICATED", "this endpoint requires an X509-SVID client certificate (mTLS)");
+    if (typeof socket.getPeerX509Certificate !== "function") throw new MandateError("UNAUTHENTICATED", "this endpoint requires TLS with a client certificate");
+    // The X509Certificate form is far cheaper than getPeerCertificate(true)'s object tree.
+    const leaf = socket.getPeerX509Certificate();
+    if (!leaf) throw new MandateError("UNAUTHENTICATED", "this endpoint requires an X509-SVID client certificate (mTLS)");
     if (!socket.authorized) {
       throw new MandateError("INVALID_CERTIFICATE", `client certificate rejected: ${String(socket.authorizationError ?? "not issued by this trust domain")}`);
     }
-    const chain: Buffer[] = [];
-    let current: typeof peer | undefined = peer;
-    while (current?.raw && chain.length < 6) {
+    const chain: Buffer[] = [leaf.raw];
+    let current = leaf.issuerCertificate;
+    while (current && chain.length < 6) {
       chain.push(current.raw);
-      const next: typeof peer | undefined = current.issuerCertificate;
-      if (!next || next === current || next.fingerprint256 === current.fingerprint256) break;
-      current = next;
+      if (current.checkIssued(current)) break;
+      current = current.issuerCertificate;
     }
     const trustDomain = this.authority.trustDomain;
     const result = validateX509Svid(chain, (td: string) => (td === trustDomain ? this.authority.x509Authorities() : undefined), new Date(this.now()));

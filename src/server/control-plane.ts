@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
-import { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
+import { AgentRegistry, LockRegistry, SignatureVerifierPool, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
@@ -92,7 +92,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const svidTtlMs = options.svidTtlMs ?? 3600_000;
     const jwtTtlMs = options.jwtTtlMs ?? 5 * 60_000;
     const jwtMaxTtlMs = Math.max(jwtTtlMs, options.jwtMaxTtlMs ?? 60 * 60_000);
-    const issuer = new X509SvidIssuer(authority, store, audit, now);
+    const verifierPool = new SignatureVerifierPool();
+    const issuer = new X509SvidIssuer(authority, store, audit, now, verifierPool);
     const context: ServerContext = {
       store,
       authority,
@@ -229,6 +230,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         clearInterval(retentionTimer);
         locks.stop();
         await app.close();
+        await verifierPool.close();
         await store.close();
         await releaseDataDir();
       },
