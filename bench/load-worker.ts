@@ -1,4 +1,5 @@
 import { Agent, request } from "node:https";
+import { createSecureContext } from "node:tls";
 import { parentPort, workerData } from "node:worker_threads";
 
 /**
@@ -20,11 +21,15 @@ interface LoadSpec {
    * the returned SVID next time, as `mandate daemon` does.
    */
   renewal?: { identities: { cert: string; key: string }[]; keys: string[] };
+  /** Baseline mode: a new mTLS connection per request with one cached TLS context, GET only. */
+  freshConnections?: boolean;
 }
 
-const spec = workerData as LoadSpec;
+// Runs as a child process (the benchmark's default: client and server do not share a heap or an event loop) or as a worker thread.
+const spec = (parentPort ? workerData : await new Promise((resolve) => process.once("message", resolve))) as LoadSpec;
 const agent = new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, cert: spec.cert, key: spec.key });
 const identities = spec.renewal?.identities.map((i) => ({ ...i })) ?? [];
+const freshContext = spec.freshConnections ? createSecureContext({ ca: spec.ca, cert: spec.cert, key: spec.key }) : undefined;
 let completed = 0;
 let failed = 0;
 let firstError = "";
@@ -39,8 +44,10 @@ function one(i: number, slot: number): Promise<void> {
     const body = spec.bodies[bodyIndex]!;
     const t0 = performance.now();
     const identity = identities[slot];
-    const tls = identity ? { agent: false as const, ca: spec.ca, cert: identity.cert, key: identity.key } : { agent };
-    const req = request(spec.url, { method: "POST", ...tls, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+    const tls = identity ? { agent: false as const, ca: spec.ca, cert: identity.cert, key: identity.key } : freshContext ? { agent: false as const, secureContext: freshContext } : { agent };
+    const method = freshContext ? "GET" : "POST";
+    const headers = freshContext ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
+    const req = request(spec.url, { method, ...tls, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -65,7 +72,7 @@ function one(i: number, slot: number): Promise<void> {
       firstError ||= error.message;
       resolve();
     });
-    req.end(body);
+    req.end(freshContext ? undefined : body);
   });
 }
 
@@ -85,7 +92,8 @@ await Promise.all(Array.from({ length: spec.concurrency }, (_, w) => loop(w)));
 agent.destroy();
 latencies.sort((a, b) => a - b);
 const measuredSeconds = (Date.now() - t0 - spec.warmupMs) / 1000;
-parentPort!.postMessage({
+const report = (message: unknown) => (parentPort ? parentPort.postMessage(message) : process.send!(message, () => process.exit(0)));
+report({
   completed,
   failed,
   firstError,
