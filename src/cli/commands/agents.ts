@@ -1,10 +1,9 @@
 import type { Command } from "commander";
 import { MandateError } from "../../errors/index.js";
 import type { Agent, Lock } from "../../identity/index.js";
-import { connectAdmin } from "../admin-client.js";
 import { parseDuration } from "../duration.js";
 import { type Io, printJson, printTable } from "../output.js";
-import { adminOptions, mergedOptions } from "./shared.js";
+import { adminOptions, withAdminClient } from "./shared.js";
 
 interface TokenResponse {
   token: string;
@@ -53,9 +52,7 @@ export function registerAgents(program: Command, io: Io): void {
       .option("--token-ttl <duration>", "how long the join token stays valid", "30m")
       .addHelpText("after", "\nExample:\n  mandate agents add deploy-auditor --role incident-reader --labels env=prod\n  mandate agents add ci-bot --format json | jq -r .token"),
   ).action(async (name: string, opts: { role?: string[]; labels?: string[]; tokenTtl: string }, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const response = await client.request<TokenResponse & { agent: Agent }>("POST", "/v1/agents", {
         name,
         roles: opts.role ?? [],
@@ -67,15 +64,11 @@ export function registerAgents(program: Command, io: Io): void {
         io.out(`Agent ${response.agent.name} registered as ${response.agent.spiffeId}.\n`);
         printToken(io, name, response);
       }
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(agents.command("ls").alias("list").description("List agents")).action(async (_opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const { agents: list } = await client.request<{ agents: Agent[] }>("GET", "/v1/agents");
       if (g.format === "json") printJson(io, list);
       else
@@ -84,15 +77,11 @@ export function registerAgents(program: Command, io: Io): void {
           ["NAME", "SPIFFE ID", "ROLES", "LABELS", "CREATED"],
           list.map((a) => [a.name, a.spiffeId, a.roles.join(",") || "-", Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(",") || "-", a.createdAt]),
         );
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(agents.command("show <name>").description("Show an agent, its instances and locks")).action(async (name: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const response = await client.request<{ agent: Agent; instances: { id: string; hostname: string; joinMethod: string; generation: number; svidExpiresAt: string; lastRenewedAt: string }[]; locks: Lock[] }>("GET", `/v1/agents/${encodeURIComponent(name)}`);
       if (g.format === "json") printJson(io, response);
       else {
@@ -101,60 +90,42 @@ export function registerAgents(program: Command, io: Io): void {
         printTable(io, ["ID", "HOST", "METHOD", "GEN", "SVID EXPIRES", "LAST RENEWAL"], response.instances.map((i) => [i.id, i.hostname, i.joinMethod, i.generation, i.svidExpiresAt, i.lastRenewedAt]));
         if (response.locks.length) io.out(`\nlocked: ${response.locks.map((l) => `${l.id} (${l.reason})`).join("; ")}`);
       }
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(agents.command("rm <name>").alias("remove").description("Remove an agent and revoke its credentials (locks them until they expire)")).action(async (name: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const response = await client.request<{ agent: Agent; lock: Lock }>("DELETE", `/v1/agents/${encodeURIComponent(name)}`);
       if (g.format === "json") printJson(io, response);
       else io.out(`Agent ${name} removed; its credentials are revoked by lock ${response.lock.id} until ${response.lock.expiresAt}.`);
-    } finally {
-      client.close();
-    }
+    });
   });
 
   const instances = agents.command("instances").description("Joined instances of an agent (each host or process that joined)");
   type InstanceView = { id: string; hostname: string; joinMethod: string; generation: number; createdAt: string; lastRenewedAt: string; svidSerial: string; svidExpiresAt: string; version: string };
   adminOptions(instances.command("ls <agent>").alias("list").description("List an agent's instances")).action(async (name: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const { instances: list } = await client.request<{ instances: InstanceView[] }>("GET", `/v1/agents/${encodeURIComponent(name)}`);
       if (g.format === "json") printJson(io, list);
       else printTable(io, ["ID", "HOST", "METHOD", "GEN", "SVID EXPIRES", "LAST RENEWAL", "VERSION"], list.map((i) => [i.id, i.hostname, i.joinMethod, i.generation, i.svidExpiresAt, i.lastRenewedAt, i.version || "-"]));
-    } finally {
-      client.close();
-    }
+    });
   });
   adminOptions(instances.command("show <agent> <id>").description("Show one instance")).action(async (name: string, id: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const { instances: list } = await client.request<{ instances: InstanceView[] }>("GET", `/v1/agents/${encodeURIComponent(name)}`);
       const instance = list.find((i) => i.id === id);
       if (!instance) throw new MandateError("NOT_FOUND", `agent ${name} has no instance ${id}; see \`mandate agents instances ls ${name}\``);
       if (g.format === "json") printJson(io, instance);
       else io.out(Object.entries(instance).map(([k, v]) => `${k.padEnd(14)} ${v || "-"}`).join("\n"));
-    } finally {
-      client.close();
-    }
+    });
   });
 
   const tokens = agents.command("tokens").description("Join tokens for existing agents");
   adminOptions(tokens.command("add <name>").description("Issue another one-time join token for an agent").option("--ttl <duration>", "token lifetime", "30m")).action(async (name: string, opts: { ttl: string }, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const response = await client.request<TokenResponse>("POST", `/v1/agents/${encodeURIComponent(name)}/tokens`, { ttlSeconds: Math.round(parseDuration(opts.ttl, "--ttl") / 1000) });
       if (g.format === "json") printJson(io, response);
       else printToken(io, name, response);
-    } finally {
-      client.close();
-    }
+    });
   });
 }

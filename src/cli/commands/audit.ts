@@ -16,7 +16,7 @@ import { MandateError } from "../../errors/index.js";
 import { connectAdmin } from "../admin-client.js";
 import { parseDuration } from "../duration.js";
 import { type Io, printJson, printTable } from "../output.js";
-import { adminOptions, mergedOptions } from "./shared.js";
+import { adminOptions, mergedOptions, withAdminClient } from "./shared.js";
 
 /** `--since 1h` (relative) or an RFC 3339 time. */
 function parseTime(value: string, flag: string): number {
@@ -114,15 +114,11 @@ export function registerAudit(program: Command, io: Io): void {
       .description("Print the keyed HMAC of a candidate value, to compare with a field the audit log stores hashed")
       .addHelpText("after", "\nExample:\n  mandate audit hash 'dump all secrets'   # then: mandate audit search --format json | grep <hash>"),
   ).action(async (value: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const { hash } = await client.request<{ hash: string }>("POST", "/v1/audit/hash", { value });
       if (g.format === "json") printJson(io, { hash });
       else io.out(hash);
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(
@@ -131,15 +127,11 @@ export function registerAudit(program: Command, io: Io): void {
       .description("Show everything recorded under a task, delegation or session, as a tree in time order")
       .addHelpText("after", "\nExample:\n  mandate audit trace investigate-checkout-deploy"),
   ).action(async (id: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const trace = await client.request<AuditTrace>("GET", `/v1/audit/trace/${encodeURIComponent(id)}`);
       if (g.format === "json") printJson(io, trace);
       else io.out(trace.events === 0 ? `no events recorded under ${id}` : formatTrace(trace));
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(
@@ -149,9 +141,7 @@ export function registerAudit(program: Command, io: Io): void {
       .option("--now", "sign a checkpoint now if the log grew")
       .option("--out <file>", "write the checkpoints and the verifier key as JSON"),
   ).action(async (opts: { now?: boolean; out?: string }, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       if (opts.now) await client.request("POST", "/v1/audit/checkpoints", {});
       const result = await client.request<CheckpointList>("GET", "/v1/audit/checkpoints");
       if (opts.out) {
@@ -162,9 +152,7 @@ export function registerAudit(program: Command, io: Io): void {
         io.out(`verifier key: ${result.verifierKey}\n`);
         printTable(io, ["TREE SIZE", "ROOT (SHA-256)", "SIGNED AT"], result.checkpoints.map((c) => [c.treeSize, c.rootHash, c.createdAt]));
       }
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(audit.command("public-key").description("Print the audit verifier key (keep a copy where the log's operators cannot change it)")).action(async (_opts: unknown, cmd: Command) => {
@@ -195,18 +183,14 @@ export function registerAudit(program: Command, io: Io): void {
   });
 
   adminOptions(audit.command("consistency <old> <new>").description("Prove that checkpoint NEW extends checkpoint OLD (RFC 6962 consistency proof)")).action(async (oldText: string, newText: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const proof = await client.request<ConsistencyProofResult>("GET", `/v1/audit/consistency?old=${encodeURIComponent(oldText)}&new=${encodeURIComponent(newText)}`);
       const hex = (h: string) => Buffer.from(h, "hex");
       const ok = verifyConsistency(proof.oldSize, proof.newSize, hex(proof.oldRoot), hex(proof.newRoot), proof.proof.map(hex));
       if (g.format === "json") printJson(io, { ...proof, verified: ok });
       else io.out(`${ok ? "OK" : "FAILED"}: checkpoint ${proof.newSize} ${ok ? "extends" : "does NOT extend"} checkpoint ${proof.oldSize} (proof of ${proof.proof.length} hashes).`);
       if (!ok) throw new MandateError("AUDIT_TAMPERED", "consistency proof does not verify");
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(

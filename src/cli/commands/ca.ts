@@ -1,7 +1,6 @@
 import type { Command } from "commander";
-import { connectAdmin } from "../admin-client.js";
 import { type Io, printJson, printTable } from "../output.js";
-import { adminOptions, mergedOptions } from "./shared.js";
+import { adminOptions, withAdminClient } from "./shared.js";
 
 interface CaDescription {
   trustDomain: string;
@@ -23,15 +22,11 @@ export function registerCa(program: Command, io: Io): void {
   const ca = program.command("ca").description("Inspect and rotate the trust domain's certificate authority");
 
   adminOptions(ca.command("show").description("Show the root, intermediates, JWT keys and the CA pin")).action(async (_opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const description = await client.request<CaDescription>("GET", "/v1/ca");
       if (g.format === "json") printJson(io, description);
       else printCa(io, description);
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(
@@ -49,9 +44,7 @@ bundle without signing anything. Once verifiers have refreshed the bundle (the r
 in the bundle until every SVID it signed has expired.`,
       ),
   ).action(async (opts: { activate?: boolean; force?: boolean }, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const result = await client.request<{ phase: string; intermediateId: string; kid: string; ca: CaDescription }>("POST", "/v1/ca/rotate", {
         phase: opts.activate ? "activate" : "prepare",
         force: Boolean(opts.force),
@@ -65,8 +58,6 @@ in the bundle until every SVID it signed has expired.`,
         );
         printCa(io, result.ca);
       }
-    } finally {
-      client.close();
-    }
+    });
   });
 }

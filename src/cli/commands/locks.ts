@@ -4,7 +4,7 @@ import type { Lock } from "../../identity/index.js";
 import { connectAdmin } from "../admin-client.js";
 import { parseDuration } from "../duration.js";
 import { type Io, printJson, printTable } from "../output.js";
-import { adminOptions, mergedOptions } from "./shared.js";
+import { adminOptions, mergedOptions, withAdminClient } from "./shared.js";
 
 export function registerLocks(program: Command, io: Io): void {
   const locks = program.command("locks").description("Lock identities: a locked identity cannot renew or be used anywhere in the cluster");
@@ -47,26 +47,18 @@ export function registerLocks(program: Command, io: Io): void {
   });
 
   adminOptions(locks.command("ls").alias("list").description("List locks in force")).action(async (_opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const { locks: list } = await client.request<{ locks: Lock[] }>("GET", "/v1/locks");
       if (g.format === "json") printJson(io, list);
       else printTable(io, ["ID", "TARGET", "REASON", "EXPIRES", "CREATED BY"], list.map((l) => [l.id, `${l.target.kind}:${l.target.value}`, l.reason, l.expiresAt ?? "never", l.createdBy]));
-    } finally {
-      client.close();
-    }
+    });
   });
 
   adminOptions(locks.command("rm <id>").alias("remove").description("Lift a lock")).action(async (id: string, _opts: unknown, cmd: Command) => {
-    const g = mergedOptions(cmd);
-    const client = await connectAdmin(g);
-    try {
+    await withAdminClient(cmd, async (client, g) => {
       const { lock } = await client.request<{ lock: Lock }>("DELETE", `/v1/locks/${encodeURIComponent(id)}`);
       if (g.format === "json") printJson(io, lock);
       else io.out(`Lock ${lock.id} on ${lock.target.kind} ${lock.target.value} removed.`);
-    } finally {
-      client.close();
-    }
+    });
   });
 }

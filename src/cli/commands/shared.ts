@@ -1,4 +1,6 @@
 import { type Command, Option } from "commander";
+import type { MandateClient } from "../../client/http-client.js";
+import { connectAdmin } from "../admin-client.js";
 import type { OutputFormat } from "../output.js";
 
 export interface GlobalOptions {
@@ -26,4 +28,15 @@ export function mergedOptions(command: Command): GlobalOptions {
     identity: all.identity,
     format: (all.format as OutputFormat | undefined) ?? "table",
   };
+}
+
+/** Runs `fn` with an admin client for this command's options, and always closes the client. */
+export async function withAdminClient<T>(command: Command, fn: (client: MandateClient, options: GlobalOptions) => Promise<T>): Promise<T> {
+  const options = mergedOptions(command);
+  const client = await connectAdmin(options);
+  try {
+    return await fn(client, options);
+  } finally {
+    client.close();
+  }
 }
