@@ -104,3 +104,19 @@ describe("store options", () => {
     expect((error as Error).message).not.toContain("secret");
   });
 });
+
+describe.skipIf(!backends.some((b) => b.name === "postgres"))("several deployments in one PostgreSQL database", () => {
+  it("migrate side by side, each in its own schema", async () => {
+    const postgres = backends.find((b) => b.name === "postgres")!;
+    const envs = await Promise.all(Array.from({ length: 4 }, () => postgres.create()));
+    try {
+      const stores = await Promise.all(envs.map((env) => Store.open({ dataDir: env.dataDir, storage: env.storage })));
+      for (const store of stores) {
+        await store.db.insertInto("meta").values({ key: "probe", value: "x" }).execute();
+        await store.close();
+      }
+    } finally {
+      for (const env of envs) await env.cleanup();
+    }
+  });
+});

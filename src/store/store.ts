@@ -98,7 +98,10 @@ export class Store {
   private async migrate(): Promise<void> {
     // Serialize migrations across control planes starting together on one Postgres.
     await this.withInitLock(async () => {
-      const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.kind) });
+      // Kysely looks for its bookkeeping tables in every schema unless told which one; on a
+      // database shared by several deployments (one schema each) it would find another's.
+      const schema = this.kind === "postgres" ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(this.db)).rows[0]?.schema : undefined;
+      const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.kind), ...(schema ? { migrationTableSchema: schema } : {}) });
       const { error, results } = await migrator.migrateToLatest();
       if (error) {
         const failed = results?.find((r) => r.status === "Error")?.migrationName;
