@@ -1,17 +1,18 @@
 import { MandateError } from "../../errors/index.js";
 
 /**
- * google.protobuf.Struct in the plain-object shape the runtime-loaded proto expects
- * (snake_case, oneof members by name). The loader has no built-in JSON mapping for
- * Struct, so claims are converted here, both ways.
+ * google.protobuf.Struct in the plain-object shape the runtime-loaded proto expects. The
+ * loader has no JSON mapping for Struct, so claims are converted here, both ways. The
+ * well-known types come from the protobuf runtime's built-in descriptors, which name
+ * Value's members in camelCase even with keepCase; only field numbers reach the wire.
  */
 export type ProtoValue =
-  | { null_value: "NULL_VALUE" }
-  | { number_value: number }
-  | { string_value: string }
-  | { bool_value: boolean }
-  | { struct_value: ProtoStruct }
-  | { list_value: { values: ProtoValue[] } };
+  | { nullValue: "NULL_VALUE" }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: ProtoStruct }
+  | { listValue: { values: ProtoValue[] } };
 
 export interface ProtoStruct {
   fields: Record<string, ProtoValue>;
@@ -21,21 +22,26 @@ export interface ProtoStruct {
 // still nest deeply; recursion is bounded so one token cannot exhaust the stack.
 const MAX_DEPTH = 32;
 
+// A claim named "__proto__" must stay an ordinary key, not replace the object's prototype.
+function define(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function toValue(value: unknown, depth: number): ProtoValue {
   if (depth > MAX_DEPTH) throw new MandateError("INVALID_ARGUMENT", "claims are nested too deeply to encode");
-  if (value === null || value === undefined) return { null_value: "NULL_VALUE" };
+  if (value === null || value === undefined) return { nullValue: "NULL_VALUE" };
   switch (typeof value) {
     case "string":
-      return { string_value: value };
+      return { stringValue: value };
     case "number":
-      return { number_value: value };
+      return { numberValue: value };
     case "boolean":
-      return { bool_value: value };
+      return { boolValue: value };
     case "bigint":
-      return { number_value: Number(value) };
+      return { numberValue: Number(value) };
     case "object":
-      if (Array.isArray(value)) return { list_value: { values: value.map((item) => toValue(item, depth + 1)) } };
-      return { struct_value: toStructAt(value as Record<string, unknown>, depth + 1) };
+      if (Array.isArray(value)) return { listValue: { values: value.map((item) => toValue(item, depth + 1)) } };
+      return { structValue: toStructAt(value as Record<string, unknown>, depth + 1) };
     default:
       throw new MandateError("INVALID_ARGUMENT", `a claim of type ${typeof value} cannot be encoded`);
   }
@@ -43,7 +49,7 @@ function toValue(value: unknown, depth: number): ProtoValue {
 
 function toStructAt(object: Record<string, unknown>, depth: number): ProtoStruct {
   const fields: Record<string, ProtoValue> = {};
-  for (const [key, value] of Object.entries(object)) fields[key] = toValue(value, depth);
+  for (const [key, value] of Object.entries(object)) define(fields, key, toValue(value, depth));
   return { fields };
 }
 
@@ -54,18 +60,18 @@ export function toProtoStruct(object: Record<string, unknown>): ProtoStruct {
 function fromValue(value: Record<string, unknown> | undefined, depth: number): unknown {
   if (depth > MAX_DEPTH) throw new MandateError("INVALID_ARGUMENT", "struct is nested too deeply to decode");
   if (value === undefined || value === null) return null;
-  const kind = typeof value.kind === "string" ? value.kind : Object.keys(value).find((key) => key.endsWith("_value"));
+  const kind = typeof value.kind === "string" ? value.kind : Object.keys(value).find((key) => key.endsWith("Value"));
   switch (kind) {
-    case "number_value":
-      return value.number_value;
-    case "string_value":
-      return value.string_value;
-    case "bool_value":
-      return value.bool_value;
-    case "struct_value":
-      return fromStructAt(value.struct_value as ProtoStruct | undefined, depth + 1);
-    case "list_value": {
-      const values = ((value.list_value as { values?: Record<string, unknown>[] } | undefined)?.values ?? []) as Record<string, unknown>[];
+    case "numberValue":
+      return value.numberValue;
+    case "stringValue":
+      return value.stringValue;
+    case "boolValue":
+      return value.boolValue;
+    case "structValue":
+      return fromStructAt(value.structValue as ProtoStruct | undefined, depth + 1);
+    case "listValue": {
+      const values = ((value.listValue as { values?: Record<string, unknown>[] } | undefined)?.values ?? []) as Record<string, unknown>[];
       return values.map((item) => fromValue(item, depth + 1));
     }
     default:
@@ -75,7 +81,7 @@ function fromValue(value: Record<string, unknown> | undefined, depth: number): u
 
 function fromStructAt(struct: { fields?: Record<string, unknown> } | undefined | null, depth: number): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(struct?.fields ?? {})) out[key] = fromValue(value as Record<string, unknown>, depth);
+  for (const [key, value] of Object.entries(struct?.fields ?? {})) define(out, key, fromValue(value as Record<string, unknown>, depth));
   return out;
 }
 
