@@ -16,6 +16,8 @@ export interface DaemonOptions {
   version?: string;
   log?: (message: string) => void;
   signal?: AbortSignal;
+  /** Called after every successful join or renewal (the Workload API re-reads the files). */
+  onRenewed?: () => Promise<void> | void;
 }
 
 export const AGENT_VERSION = "0.1.0";
@@ -78,6 +80,7 @@ export function agentClient(credentials: AgentCredentials): MandateClient {
 export async function runDaemon(options: DaemonOptions): Promise<void> {
   const log = options.log ?? (() => undefined);
   let { state } = await obtainSvid(options);
+  await options.onRenewed?.();
   log(`identity ${state.spiffeId} (instance ${state.instanceId}) valid until ${state.expiresAt}; files in ${options.outDir}`);
   if (options.oneshot) return;
   let failures = 0;
@@ -92,6 +95,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       if (!current) throw new MandateError("UNAUTHENTICATED", `credentials in ${options.outDir} disappeared`);
       state = await renewSvid(options.outDir, current);
       failures = 0;
+      await options.onRenewed?.();
       log(`renewed ${state.spiffeId}; valid until ${state.expiresAt}`);
     } catch (error) {
       failures++;

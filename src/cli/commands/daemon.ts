@@ -1,5 +1,7 @@
 import { type Command, Option } from "commander";
-import { AGENT_VERSION, agentClient, readCredentials, runDaemon } from "../../agent/index.js";
+import { resolve } from "node:path";
+import { AGENT_VERSION, CredentialDirSource, agentClient, readCredentials, runDaemon } from "../../agent/index.js";
+import { startWorkloadApiServer } from "../../agent/workload-api/index.js";
 import { MandateError } from "../../errors/index.js";
 import { type Io, printJson } from "../output.js";
 
@@ -12,6 +14,7 @@ export function registerDaemon(program: Command, io: Io): void {
     .option("--ca-pin <sha256:hex>", "expected CA pin; the token already carries it")
     .option("--out <dir>", "where svid.pem, svid_key.pem, bundle.pem and jwt_bundle.json are written", "./agent-creds")
     .option("--data-dir <dir>", "the daemon's state directory (credentials and state live together; same as --out)")
+    .option("--socket <path>", "serve the SPIFFE Workload API on this unix socket (absolute path; mode 0600)")
     .option("--oneshot", "get or renew the SVID once, then exit")
     .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
     .addHelpText(
@@ -25,8 +28,11 @@ Examples:
   mandate daemon --auth-server https://mandate.example.com:7443 --join-token mj1.... --out /run/mandate --oneshot
   mandate daemon --out /run/mandate          # keep renewing with the identity already in /run/mandate`,
     )
-    .action(async (opts: { authServer?: string; joinToken?: string; caPin?: string; out: string; dataDir?: string; oneshot?: boolean; format: string }) => {
+    .action(async (opts: { authServer?: string; joinToken?: string; caPin?: string; out: string; dataDir?: string; socket?: string; oneshot?: boolean; format: string }) => {
       if (opts.dataDir) opts.out = opts.dataDir;
+      const source = opts.socket && !opts.oneshot ? new CredentialDirSource(opts.out) : undefined;
+      const workloadApi = source ? await startWorkloadApiServer({ socketPath: resolve(opts.socket!), source }) : undefined;
+      if (workloadApi) io.err(`SPIFFE Workload API on ${workloadApi.endpoint} (SPIFFE_ENDPOINT_SOCKET=${workloadApi.endpoint})`);
       const controller = new AbortController();
       const stop = () => controller.abort();
       process.once("SIGINT", stop);
@@ -41,7 +47,8 @@ Examples:
         version: AGENT_VERSION,
         log: opts.oneshot && opts.format === "json" ? () => undefined : log,
         signal: controller.signal,
-      });
+        onRenewed: () => source?.refresh(),
+      }).finally(() => workloadApi?.close());
       if (opts.oneshot) {
         const credentials = await readCredentials(opts.out);
         if (opts.format === "json") printJson(io, credentials?.state);
