@@ -79,3 +79,20 @@ describe("the mandate binary", () => {
     expect(out).toContain("Getting started");
   });
 });
+
+describe("mandate run", () => {
+  it("runs the command with SPIFFE_ENDPOINT_SOCKET set and passes its exit code through", async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, "run", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+        child.once("exit", (code) => resolve({ code, out }));
+      });
+    const printed = await run(["--socket", "/tmp/x/agent.sock", "--", process.execPath, "-e", "console.log(process.env.SPIFFE_ENDPOINT_SOCKET)"]);
+    expect(printed.code).toBe(0);
+    expect(printed.out.trim()).toBe("unix:///tmp/x/agent.sock");
+    const failing = await run(["--socket", "/tmp/x/agent.sock", "--", process.execPath, "-e", "process.exit(7)"]);
+    expect(failing.code).toBe(7);
+  });
+});

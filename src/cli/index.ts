@@ -5,12 +5,13 @@ import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
 import { registerLocks } from "./commands/locks.js";
+import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
 import { type Io, type OutputFormat, printError, processIo } from "./output.js";
 
 export const VERSION = "0.1.0";
 
-export function buildProgram(io: Io, context: { setRunning: (stop: () => Promise<void>) => void }): Command {
+export function buildProgram(io: Io, context: { setRunning: (stop: () => Promise<void>) => void; setExitCode: (code: number) => void }): Command {
   const program = new Command("mandate")
     .description("Short-lived cryptographic identities for AI agents, and least privilege enforced inline")
     .version(VERSION)
@@ -33,6 +34,7 @@ Getting started:
   registerAudit(program, io);
   registerDaemon(program, io);
   registerSvid(program, io);
+  registerRun(program, io, context);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }
@@ -50,7 +52,8 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
       process.once("SIGTERM", () => resolve());
     });
   };
-  const program = buildProgram(io, { setRunning });
+  let exitCode = 0;
+  const program = buildProgram(io, { setRunning, setExitCode: (code) => (exitCode = code) });
   const format: OutputFormat = argv.some((a, i) => (a === "--format" && argv[i + 1] === "json") || a === "--format=json") ? "json" : "table";
   try {
     await program.parseAsync(argv);
@@ -58,7 +61,7 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     return printError(io, error, format);
   }
-  if (!stop || !stopRequested) return 0;
+  if (!stop || !stopRequested) return exitCode;
   await stopRequested;
   await stop();
   return 0;
