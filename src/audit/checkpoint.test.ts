@@ -3,7 +3,6 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MandateError, isMandateError } from "../errors/index.js";
 import {
-  type AuditSigningKey,
   type Checkpoint,
   auditSigningKeyFromPrivateKey,
   createAuditSigningKey,

@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError } from "commander";
 import { registerAgents } from "./commands/agents.js";
 import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
@@ -67,4 +67,3 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
   return 0;
 }
 
-export { Option };

@@ -68,7 +68,7 @@ export class TrustDomainAuthority {
   private active!: ActiveX509Signer;
   private jwtSigner!: JwtSvidSigner;
   private sequence = 0;
-  private bundleCache: { sequence: number; json: string; document: object } | undefined;
+  private bundleCache: { sequence: number; json: string; document: object; jwtDocument: object } | undefined;
   private pemCache: { sequence: number; pem: string } | undefined;
   private readonly now: () => number;
 
@@ -230,7 +230,12 @@ export class TrustDomainAuthority {
   }
 
   /** The SPIFFE bundle document, built once per bundle sequence. */
-  bundle(): { json: string; document: object; sequence: number } {
+  /** Only the jwt-svid keys: what agents store as `jwt_bundle.json`; cached with the bundle. */
+  jwtBundleDocument(): object {
+    return this.bundle().jwtDocument;
+  }
+
+  bundle(): { json: string; document: object; jwtDocument: object; sequence: number } {
     if (!this.bundleCache || this.bundleCache.sequence !== this.sequence) {
       const document = buildSpiffeBundle({
         x509Authorities: this.x509Authorities().map((c) => c.raw),
@@ -238,7 +243,8 @@ export class TrustDomainAuthority {
         sequence: this.sequence,
         refreshHintSeconds: this.options.bundleRefreshHintSeconds ?? 300,
       });
-      this.bundleCache = { sequence: this.sequence, document, json: JSON.stringify(document) };
+      const jwtDocument = { keys: document.keys.filter((k) => k.use === "jwt-svid"), spiffe_sequence: document.spiffe_sequence };
+      this.bundleCache = { sequence: this.sequence, document, jwtDocument, json: JSON.stringify(document) };
     }
     return this.bundleCache;
   }

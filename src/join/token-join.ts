@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { AuditActor, AuditLog } from "../audit/index.js";
 import { MandateError, isMandateError } from "../errors/index.js";
-import { AgentRegistry, type IssuedX509Svid, type LockRegistry, type TrustDomainAuthority, type X509SvidIssuer, assertCsrRequestsOnly, parseCsr } from "../identity/index.js";
+import { type AgentRegistry, type IssuedX509Svid, type LockRegistry, type TrustDomainAuthority, type X509SvidIssuer, assertCsrRequestsOnly, parseCsr } from "../identity/index.js";
 import type { Store } from "../store/index.js";
 import { generateJoinToken, hashJoinSecret, parseJoinToken } from "./join-token.js";
 
@@ -31,6 +31,7 @@ export class TokenJoinService {
       store: Store;
       authority: TrustDomainAuthority;
       issuer: X509SvidIssuer;
+      agents: AgentRegistry;
       locks: LockRegistry;
       audit: AuditLog;
       svidTtlMs: number;
@@ -43,8 +44,7 @@ export class TokenJoinService {
   }
 
   async createToken(agentName: string, ttlMs: number, createdBy: string): Promise<{ token: string; expiresAt: Date }> {
-    const agents = new AgentRegistry(this.deps.store, this.deps.authority.trustDomain, this.deps.now);
-    await agents.get(agentName);
+    await this.deps.agents.get(agentName);
     if (!(ttlMs > 0) || ttlMs > 7 * 24 * 3600_000) throw new MandateError("INVALID_ARGUMENT", "join token TTL must be between 1s and 7 days");
     const { token, secretHash } = generateJoinToken(this.deps.authority.caPin);
     const t = this.now;
@@ -91,7 +91,7 @@ export class TokenJoinService {
     if (!row) throw new MandateError("INVALID_JOIN_TOKEN", "unknown join token; ask an admin for a new one (`mandate agents tokens add NAME`)");
     if (row.used_at !== null) throw new MandateError("JOIN_TOKEN_USED", "this join token was already used; tokens are single-use");
     if (row.expires_at <= t) throw new MandateError("JOIN_TOKEN_EXPIRED", `this join token expired at ${new Date(row.expires_at).toISOString()}`);
-    const agent = await new AgentRegistry(this.deps.store, this.deps.authority.trustDomain, this.deps.now).get(row.agent_name);
+    const agent = await this.deps.agents.get(row.agent_name);
     this.deps.locks.assertNotLocked({ spiffeId: agent.spiffeId, agent: agent.name, instanceId });
     // Everything that can be refused is refused before the token is spent, so a bad request does not burn it.
     assertCsrRequestsOnly(csr, agent.spiffeId);

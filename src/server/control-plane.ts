@@ -94,14 +94,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const jwtMaxTtlMs = Math.max(jwtTtlMs, options.jwtMaxTtlMs ?? 60 * 60_000);
     const verifierPool = new SignatureVerifierPool();
     const issuer = new X509SvidIssuer(authority, store, audit, now, verifierPool);
+    const agents = new AgentRegistry(store, authority.trustDomain, now);
     const context: ServerContext = {
       store,
       authority,
       issuer,
       locks,
       audit,
-      agents: new AgentRegistry(store, authority.trustDomain, now),
-      joins: new TokenJoinService({ store, authority, issuer, locks, audit, svidTtlMs, now }),
+      agents,
+      joins: new TokenJoinService({ store, authority, issuer, agents, locks, audit, svidTtlMs, now }),
       svids: new SvidService({ store, authority, issuer, locks, audit, svidTtlMs, jwtTtlMs, jwtMaxTtlMs, now }),
       auth: new CallerAuthenticator(authority, locks, audit, now),
       settings: { svidTtlMs, jwtTtlMs, jwtMaxTtlMs, joinTokenTtlMs: options.joinTokenTtlMs ?? DEFAULT_JOIN_TOKEN_TTL_MS, publicUrl: "" },

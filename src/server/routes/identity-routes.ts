@@ -16,11 +16,6 @@ const JwtBody = z.strictObject({
   ttlSeconds: z.number().int().positive().optional(),
 });
 
-export function jwtBundleOf(ctx: ServerContext): object {
-  const document = ctx.authority.bundle().document as { keys: { use?: string }[]; spiffe_sequence?: number };
-  return { keys: document.keys.filter((k) => k.use === "jwt-svid"), spiffe_sequence: document.spiffe_sequence };
-}
-
 function svidResponse(ctx: ServerContext, instanceId: string, svid: IssuedX509Svid) {
   return {
     spiffeId: svid.spiffeId,
@@ -31,7 +26,7 @@ function svidResponse(ctx: ServerContext, instanceId: string, svid: IssuedX509Sv
     trustDomain: ctx.authority.trustDomain,
     bundleSequence: ctx.authority.bundleSequence,
     bundlePem: ctx.authority.x509AuthoritiesPem(),
-    jwtBundle: jwtBundleOf(ctx),
+    jwtBundle: ctx.authority.jwtBundleDocument(),
   };
 }
 
@@ -48,7 +43,7 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext)
     bundleSequence: ctx.authority.bundleSequence,
     caPin: ctx.authority.caPin,
     bundlePem: ctx.authority.x509AuthoritiesPem(),
-    jwtBundle: jwtBundleOf(ctx),
+    jwtBundle: ctx.authority.jwtBundleDocument(),
   }));
 
   app.post("/v1/join", async (request) => {
