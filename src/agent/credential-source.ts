@@ -1,6 +1,7 @@
 import { createPrivateKey } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { MandateError } from "../errors/index.js";
 import { parseSpiffeBundle, pemDecodeAll, verifyJwtSvid } from "../identity/index.js";
 import type { WorkloadIdentitySnapshot, WorkloadIdentitySource } from "./workload-api/index.js";
 import { CREDENTIAL_FILES, type AgentCredentials, readCredentials } from "./credential-dir.js";
@@ -46,7 +47,7 @@ export class CredentialDirSource implements WorkloadIdentitySource {
   }
 
   async mintJwtSvid(_spiffeId: string, audience: string[]): Promise<string> {
-    if (!this.credentials) throw new Error("no identity yet");
+    if (!this.credentials) throw new MandateError("UNAUTHENTICATED", "the daemon has not joined yet; no identity to mint a JWT-SVID for");
     const client = agentClient(this.credentials);
     try {
       return (await client.request<{ token: string }>("POST", "/v1/svid/jwt", { audience })).token;
