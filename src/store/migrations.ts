@@ -4,7 +4,7 @@ import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely
  * Migrations are written once for both dialects: only types both understand
  * (text, bigint, integer) and an autoincrement column declared per dialect.
  */
-type Dialect = "sqlite" | "postgres";
+export type Dialect = "sqlite" | "postgres";
 
 function migrations(dialect: Dialect): Record<string, Migration> {
   const serial = dialect === "postgres" ? "bigserial primary key" : "integer primary key autoincrement";
@@ -174,6 +174,19 @@ function migrations(dialect: Dialect): Record<string, Migration> {
   };
 }
 
+/**
+ * Later migrations live one per file in `migrations/`, named `NNNN_what.ts` within the
+ * owning module's range (0100 access, 0200 agent and join, 0300 MCP, 0400 LLM, 0500
+ * database, 0600 identity). Add the file and one line here.
+ */
+const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {};
+
 export function migrationProvider(dialect: Dialect): MigrationProvider {
-  return { getMigrations: async () => migrations(dialect) };
+  return {
+    getMigrations: async () => {
+      const all = migrations(dialect);
+      for (const [name, build] of Object.entries(laterMigrations)) all[name] = build(dialect);
+      return all;
+    },
+  };
 }

@@ -101,7 +101,9 @@ export class Store {
       // Kysely looks for its bookkeeping tables in every schema unless told which one; on a
       // database shared by several deployments (one schema each) it would find another's.
       const schema = this.kind === "postgres" ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(this.db)).rows[0]?.schema : undefined;
-      const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.kind), ...(schema ? { migrationTableSchema: schema } : {}) });
+      // Modules add migrations in their own numbered ranges (0100 access, 0200 agent/join, …), so a
+      // deployment upgraded across several modules' releases may meet them out of name order.
+      const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.kind), allowUnorderedMigrations: true, ...(schema ? { migrationTableSchema: schema } : {}) });
       const { error, results } = await migrator.migrateToLatest();
       if (error) {
         const failed = results?.find((r) => r.status === "Error")?.migrationName;
