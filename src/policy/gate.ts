@@ -51,3 +51,12 @@ export interface GateDecision extends Decision {
   /** set when the decision involves an access request */
   accessRequest?: { id: string; status: "pending" | "approved" | "denied" };
 }
+
+/**
+ * The decision function (`policy.authorize`): pure and synchronous over a compiled
+ * snapshot of the roles, so a proxy's hot path does no I/O. The snapshot is replaced
+ * when roles change (a revision counter in the store, as locks do).
+ */
+export interface PolicyEngine {
+  authorize(request: import("./types.js").AccessRequest): Decision;
+}
