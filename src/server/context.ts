@@ -3,6 +3,7 @@ import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X5
 import type { TokenJoinService } from "../join/index.js";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
+import type { WorkloadAuthenticator } from "./workload-auth.js";
 
 /** Everything a route needs, built once at start. */
 export interface ServerContext {
@@ -15,6 +16,8 @@ export interface ServerContext {
   joins: TokenJoinService;
   svids: SvidService;
   auth: CallerAuthenticator;
+  /** mTLS or JWT-SVID callers of the proxies, with the delegation token they present. */
+  workloadAuth: WorkloadAuthenticator;
   /** Set once the listener is up. */
   checkpointer?: AuditCheckpointer;
   settings: {
@@ -23,6 +26,8 @@ export interface ServerContext {
     jwtMaxTtlMs: number;
     joinTokenTtlMs: number;
     publicUrl: string;
+    /** Audiences a JWT-SVID may name to reach the proxies (the server's SPIFFE ID, its URLs, --proxy-audience). */
+    proxyAudiences: string[];
   };
   now: () => number;
 }

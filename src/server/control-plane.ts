@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
-import { AgentRegistry, LockRegistry, SignatureVerifierPool, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
+import { AgentRegistry, LockRegistry, SERVER_PATH, SignatureVerifierPool, SvidService, SvidVerifier, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
@@ -15,6 +15,8 @@ import { formatHostPort, parseHostPort } from "./listen-address.js";
 import { registerAdminRoutes } from "./routes/admin-routes.js";
 import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerIdentityRoutes } from "./routes/identity-routes.js";
+import { registerWorkloadRoutes } from "./routes/workload-routes.js";
+import { WorkloadAuthenticator } from "./workload-auth.js";
 import { type IssuedKeyPair, issueControlPlaneCertificate, serverCertificateNames } from "./server-identity.js";
 
 export const DEFAULT_LISTEN = "127.0.0.1:7443";
@@ -48,6 +50,8 @@ export interface ControlPlaneOptions {
   auditCheckpointEvents?: number | undefined;
   /** …or this often when the log grew (default 60 s). */
   auditCheckpointIntervalMs?: number | undefined;
+  /** Extra audiences a JWT-SVID may name to be accepted by the proxies. */
+  proxyAudiences?: string[] | undefined;
   now?: () => number;
 }
 
@@ -95,6 +99,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const verifierPool = new SignatureVerifierPool();
     const issuer = new X509SvidIssuer(authority, store, audit, now, verifierPool);
     const agents = new AgentRegistry(store, authority.trustDomain, now);
+    const auth = new CallerAuthenticator(authority, locks, audit, now);
+    const proxyAudiences = [`spiffe://${authority.trustDomain}${SERVER_PATH}`, ...(options.proxyAudiences ?? [])];
     const context: ServerContext = {
       store,
       authority,
@@ -104,8 +110,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       agents,
       joins: new TokenJoinService({ store, authority, issuer, agents, locks, audit, svidTtlMs, now }),
       svids: new SvidService({ store, authority, issuer, locks, audit, svidTtlMs, jwtTtlMs, jwtMaxTtlMs, now }),
-      auth: new CallerAuthenticator(authority, locks, audit, now),
-      settings: { svidTtlMs, jwtTtlMs, jwtMaxTtlMs, joinTokenTtlMs: options.joinTokenTtlMs ?? DEFAULT_JOIN_TOKEN_TTL_MS, publicUrl: "" },
+      auth,
+      workloadAuth: new WorkloadAuthenticator(auth, new SvidVerifier(authority, locks), audit, () => proxyAudiences),
+      settings: { svidTtlMs, jwtTtlMs, jwtMaxTtlMs, joinTokenTtlMs: options.joinTokenTtlMs ?? DEFAULT_JOIN_TOKEN_TTL_MS, publicUrl: "", proxyAudiences },
       now,
     };
 
@@ -130,6 +137,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerHealthRoutes(app, context);
     registerIdentityRoutes(app, context);
     registerAdminRoutes(app, context);
+    registerWorkloadRoutes(app, context);
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;
     // Local commands dial the listener directly; tokens and printed commands use the public address.
@@ -137,6 +145,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const url = `https://${formatHostPort({ host: localHost, port })}`;
     const publicUrl = publicAddrs[0] ? `https://${formatHostPort({ host: publicAddrs[0].host, port: publicAddrs[0].port })}` : url;
     context.settings.publicUrl = publicUrl;
+    // A JWT-SVID minted for the address an agent dials is as good as one for the server's SPIFFE ID.
+    for (const address of new Set([publicUrl, url])) if (!proxyAudiences.includes(address)) proxyAudiences.push(address);
 
     const adminIdentityPath = join(dataDir, ADMIN_IDENTITY_FILE);
     let adminCert: IssuedKeyPair | undefined;

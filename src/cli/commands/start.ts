@@ -13,6 +13,7 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--trust-domain <name>", "trust domain created on first start (default: mandate.local)")
     .option("--listen <host:port>", "HTTPS listen address", "127.0.0.1:7443")
     .option("--public-addr <host[:port]...>", "address(es) clients dial; added to the server certificate")
+    .option("--proxy-audience <aud...>", "extra JWT-SVID audience(s) the proxies accept (the server's SPIFFE ID and URLs always are)")
     .option("--svid-ttl <duration>", "X509-SVID lifetime", "1h")
     .option("--jwt-ttl <duration>", "default JWT-SVID lifetime", "5m")
     .option("--join-token-ttl <duration>", "default join token lifetime", "30m")
@@ -41,6 +42,7 @@ Examples:
         trustDomain: opts.trustDomain as string,
         listen: opts.listen as string,
         publicAddrs: (opts.publicAddr as string[] | undefined) ?? [],
+        proxyAudiences: (opts.proxyAudience as string[] | undefined) ?? [],
         svidTtlMs,
         jwtTtlMs: parseDuration(opts.jwtTtl as string, "--jwt-ttl"),
         joinTokenTtlMs: parseDuration(opts.joinTokenTtl as string, "--join-token-ttl"),
