@@ -50,6 +50,16 @@ export function redactString(text: string): { text: string; changed: boolean } {
   return { text: out, changed: out !== text };
 }
 
+/** Where credential-shaped substrings are, by kind (the guardrails reuse the audit log's patterns). */
+export function credentialSpans(text: string): { kind: string; start: number; end: number }[] {
+  const spans: { kind: string; start: number; end: number }[] = [];
+  for (const [kind, pattern] of SECRET_PATTERNS) {
+    pattern.lastIndex = 0;
+    for (const match of text.matchAll(pattern)) spans.push({ kind, start: match.index, end: match.index + match[0].length });
+  }
+  return spans;
+}
+
 /** Returns a redacted deep copy of `value` and the paths that were changed. */
 export function redactValue<T>(value: T, hmacKey: Buffer, settings: RedactionSettings = {}, root = ""): RedactionResult<T> {
   const paths: string[] = [];

@@ -1,6 +1,9 @@
 import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import type { TokenJoinService } from "../join/index.js";
+import type { LlmService } from "../llm/index.js";
+import type { AccessGate } from "../policy/index.js";
+import type { Registry } from "prom-client";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
 import type { WorkloadAuthenticator } from "./workload-auth.js";
@@ -20,6 +23,12 @@ export interface ServerContext {
   workloadAuth: WorkloadAuthenticator;
   /** Set once the listener is up. */
   checkpointer?: AuditCheckpointer;
+  /** The access gate every proxy asks (set by the access layer). */
+  access?: AccessGate;
+  /** The LLM proxy, when it is enabled. */
+  llm?: LlmService;
+  /** Prometheus metrics every module registers on (served at GET /metrics). */
+  metrics: Registry;
   settings: {
     svidTtlMs: number;
     jwtTtlMs: number;

@@ -6,6 +6,10 @@ import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, St
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SERVER_PATH, SignatureVerifierPool, SvidService, SvidVerifier, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
+import { type LlmConfig, LlmService, loadLlmConfigFile, parseLlmConfig, registerLlmRoutes } from "../llm/index.js";
+import type { AccessGate } from "../policy/index.js";
+import { Registry } from "prom-client";
+import { MandateError } from "../errors/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
 import { claimDataDir } from "./data-dir-lock.js";
@@ -52,6 +56,10 @@ export interface ControlPlaneOptions {
   auditCheckpointIntervalMs?: number | undefined;
   /** Extra audiences a JWT-SVID may name to be accepted by the proxies. */
   proxyAudiences?: string[] | undefined;
+  /** The LLM proxy: its configuration (or a YAML file holding it) and the Redis that replicas share limits and budgets in. */
+  llm?: { config?: LlmConfig | undefined; configPath?: string | undefined; redis?: string | undefined; redisPrefix?: string | undefined; env?: NodeJS.ProcessEnv } | undefined;
+  /** Embedders and tests may supply the access gate; otherwise the access layer's is used. */
+  accessGate?: AccessGate | undefined;
   now?: () => number;
 }
 
@@ -73,6 +81,12 @@ export interface ControlPlane {
 
 const SERVER_CERT_TTL_MS = 24 * 3600_000;
 const ADMIN_CERT_TTL_MS = 24 * 3600_000;
+
+const closedGate: AccessGate = {
+  authorize: async () => {
+    throw new MandateError("PERMISSION_DENIED", "no access layer is configured on this control plane, so no request can be authorized");
+  },
+};
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const now = options.now ?? Date.now;
@@ -113,8 +127,25 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       auth,
       workloadAuth: new WorkloadAuthenticator(auth, new SvidVerifier(authority, locks), audit, () => proxyAudiences),
       settings: { svidTtlMs, jwtTtlMs, jwtMaxTtlMs, joinTokenTtlMs: options.joinTokenTtlMs ?? DEFAULT_JOIN_TOKEN_TTL_MS, publicUrl: "", proxyAudiences },
+      metrics: new Registry(),
       now,
     };
+    const llmConfig = options.llm?.configPath ? await loadLlmConfigFile(options.llm.configPath) : (options.llm?.config ?? parseLlmConfig({}));
+    // Resolved per request, so the access layer may install its gate after the proxies are built; none at all fails closed.
+    const gate: AccessGate = { authorize: (request) => (context.access ?? options.accessGate ?? closedGate).authorize(request) };
+    context.llm = await LlmService.start({
+      config: llmConfig,
+      store,
+      audit,
+      gate,
+      authenticate: (request, attempted) => context.workloadAuth.authenticate(request, attempted),
+      metricsRegistry: context.metrics,
+      redisUrl: options.llm?.redis,
+      redisPrefix: options.llm?.redisPrefix,
+      env: options.llm?.env,
+      now,
+      log: (message, error) => app.log.error({ err: error }, message),
+    });
 
     const names = serverCertificateNames(listen.host, publicAddrs.map((a) => a.host));
     let serverCert = await issueControlPlaneCertificate(authority, store, "server", names, SERVER_CERT_TTL_MS, now());
@@ -138,6 +169,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerIdentityRoutes(app, context);
     registerAdminRoutes(app, context);
     registerWorkloadRoutes(app, context);
+    registerLlmRoutes(app, context, context.llm);
+    const llmService = context.llm;
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;
     // Local commands dial the listener directly; tokens and printed commands use the public address.
@@ -241,6 +274,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         clearInterval(retentionTimer);
         locks.stop();
         await app.close();
+        await llmService.close();
         await verifierPool.close();
         await store.close();
         await releaseDataDir();

@@ -127,6 +127,58 @@ export interface AuditCheckpointTable {
   created_at: number;
 }
 
+export interface LlmProviderTable {
+  name: string;
+  /** the provider's configuration as JSON; never a key (keys come from env or the secrets file) */
+  definition: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface LlmModelTable {
+  name: string;
+  definition: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface LlmUsageTable {
+  id: string;
+  time: number;
+  agent: string | null;
+  team: string | null;
+  delegation_id: string | null;
+  task_id: string | null;
+  model: string;
+  provider: string | null;
+  upstream_model: string | null;
+  endpoint: string;
+  status: string;
+  input_tokens: number;
+  output_tokens: number;
+  cached_tokens: number;
+  reasoning_tokens: number;
+  /** integer billionths of a dollar, so sums are exact on both backends */
+  cost_nano_usd: number;
+  estimated: number;
+  latency_ms: number;
+  event_id: string | null;
+}
+
+export interface LlmTranscriptTable {
+  id: string;
+  time: number;
+  event_id: string;
+  agent: string | null;
+  delegation_id: string | null;
+  task_id: string | null;
+  model: string;
+  prompt: string;
+  response: string;
+  truncated: number;
+  guardrails: string;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -139,4 +191,8 @@ export interface Database {
   audit_events: AuditEventTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointTable;
+  llm_providers: LlmProviderTable;
+  llm_models: LlmModelTable;
+  llm_usage: LlmUsageTable;
+  llm_transcripts: LlmTranscriptTable;
 }

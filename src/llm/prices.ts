@@ -1,0 +1,103 @@
+import { type ModelPrice, calcPrice } from "@pydantic/genai-prices";
+import type { PriceOverride } from "./config.js";
+import type { ResolvedTarget } from "./registry.js";
+import type { Usage } from "./types.js";
+
+/** Dollars are kept as integer billionths so that sums are exact in SQL and in Redis. */
+export const NANO = 1e9;
+
+export interface Cost {
+  nanoUsd: number;
+  /** no price is known for this model: spend is not counted against budgets */
+  unpriced: boolean;
+}
+
+interface Rates {
+  input: number;
+  output: number;
+  cachedInput: number;
+  cacheWrite: number;
+  reasoning: number;
+}
+
+const GENAI_PROVIDER: Record<string, string | undefined> = { openai: "openai", azure: "azure", anthropic: "anthropic", "openai-compatible": undefined };
+
+/** The highest tier of a tiered price, so that estimates err high. */
+function topRate(value: ModelPrice[string]): number {
+  if (typeof value === "number") return value;
+  if (value && typeof value === "object") return Math.max(value.base, ...value.tiers.map((t) => t.price));
+  return 0;
+}
+
+/**
+ * Prices from the maintained `@pydantic/genai-prices` table (bundled, no network),
+ * overridden per model or target in the configuration. Cached-input and cache-write
+ * tokens are priced at their own rates; reasoning tokens are output tokens and priced
+ * as output unless an override gives them a rate of their own.
+ */
+export class PriceTable {
+  private readonly rates = new Map<string, Rates | null>();
+
+  private ratesFor(target: ResolvedTarget): Rates | null {
+    const cached = this.rates.get(target.id);
+    if (cached !== undefined) return cached;
+    let rates: Rates | null = null;
+    if (target.price) rates = fromOverride(target.price);
+    else {
+      const found = lookup(target.upstreamModel, target.provider.type);
+      if (found) {
+        const mp = found.model_price;
+        rates = {
+          input: topRate(mp.input_mtok),
+          output: topRate(mp.output_mtok),
+          cachedInput: topRate(mp.cache_read_mtok ?? mp.input_mtok),
+          cacheWrite: topRate(mp.cache_write_mtok ?? mp.input_mtok),
+          reasoning: topRate(mp.output_mtok),
+        };
+      }
+    }
+    this.rates.set(target.id, rates);
+    return rates;
+  }
+
+  /** An upper estimate before sending: every input token at the full input rate, the output cap at the output rate. */
+  estimate(target: ResolvedTarget, inputTokens: number, outputTokens: number): Cost {
+    const rates = this.ratesFor(target);
+    if (!rates) return { nanoUsd: 0, unpriced: true };
+    return { nanoUsd: Math.ceil((inputTokens * rates.input + outputTokens * Math.max(rates.output, rates.reasoning)) * (NANO / 1e6)), unpriced: false };
+  }
+
+  cost(target: ResolvedTarget, usage: Usage): Cost {
+    if (target.price) {
+      const r = fromOverride(target.price);
+      const uncached = Math.max(0, usage.inputTokens - usage.cachedInputTokens - usage.cacheWriteTokens);
+      const reasoning = Math.min(usage.reasoningTokens, usage.outputTokens);
+      const dollars = (uncached * r.input + usage.cachedInputTokens * r.cachedInput + usage.cacheWriteTokens * r.cacheWrite + (usage.outputTokens - reasoning) * r.output + reasoning * r.reasoning) / 1e6;
+      return { nanoUsd: Math.round(dollars * NANO), unpriced: false };
+    }
+    const providerId = GENAI_PROVIDER[target.provider.type];
+    const result = safeCalc(
+      { input_tokens: usage.inputTokens, output_tokens: usage.outputTokens, cache_read_tokens: usage.cachedInputTokens || undefined, cache_write_tokens: usage.cacheWriteTokens || undefined },
+      target.upstreamModel,
+      providerId,
+    );
+    if (!result) return { nanoUsd: 0, unpriced: true };
+    return { nanoUsd: Math.round(result.total_price * NANO), unpriced: false };
+  }
+}
+
+function fromOverride(p: PriceOverride): Rates {
+  return { input: p.inputPerMTok, output: p.outputPerMTok, cachedInput: p.cachedInputPerMTok ?? p.inputPerMTok, cacheWrite: p.cacheWritePerMTok ?? p.inputPerMTok, reasoning: p.reasoningPerMTok ?? p.outputPerMTok };
+}
+
+function lookup(model: string, type: string): ReturnType<typeof calcPrice> {
+  return safeCalc({ input_tokens: 1, output_tokens: 1 }, model, GENAI_PROVIDER[type]);
+}
+
+function safeCalc(usage: Record<string, number | undefined>, model: string, providerId: string | undefined): ReturnType<typeof calcPrice> {
+  try {
+    return calcPrice(usage, model, providerId ? { providerId } : undefined) ?? (providerId ? calcPrice(usage, model) : null);
+  } catch {
+    return null;
+  }
+}
