@@ -9,6 +9,8 @@ export interface FakeStep {
   retryAfter?: number;
   /** wait this long before sending the response headers */
   delayMs?: number;
+  /** hold the answer until this settles (lets a test see every request in flight at once) */
+  until?: Promise<unknown>;
   /** never answer (the caller's timeout or abort ends it) */
   hang?: boolean;
   /** streaming: send this many events, then stop sending without closing */

@@ -99,6 +99,7 @@ export class FakeProvider {
     if (!route) return this.sendJson(res, record, write, 404, anthropic ? anthropicError(404) : { error: { message: `Invalid URL (${req.method} ${url.pathname})`, type: "invalid_request_error", param: null, code: null } });
     if (!this.authorized(req, route.kind)) return this.sendJson(res, record, write, 401, route.kind === "anthropic" ? anthropicError(401) : openAiError(401));
     if (step.delayMs) await new Promise((r) => setTimeout(r, step.delayMs));
+    if (step.until) await step.until;
     if (step.hang) return; // the caller gives up; nothing is ever sent
     if (step.status && step.status >= 400) {
       const headers: Record<string, string> = step.retryAfter !== undefined ? { "retry-after": String(step.retryAfter) } : {};

@@ -22,7 +22,8 @@ export function testGate(plane: () => ControlPlane, allow: { models: string[] | 
       let delegation: GateDecision["delegation"];
       const obligations: GateDecision["obligations"] = [];
       if (request.delegationToken) {
-        const [prefix, id, task, maxSpend] = request.delegationToken.split(".");
+        const [prefix, id, task, ...spend] = request.delegationToken.split(".");
+        const maxSpend = spend.join(".");
         if (prefix !== "td" || !id || !task) return { allow: false, reasons: ["denied: the delegation token is not valid"], obligations: [], policyIds: [], principal, deniedBy: "delegation" };
         delegation = { id, task, delegator: "user:alice", chain: ["user:alice", `agent:${principal.name}`], expiresAt: Date.now() + 3600_000 };
         if (maxSpend) obligations.push({ kind: "max_spend", usd: Number(maxSpend), delegationId: id });

@@ -1,5 +1,5 @@
 import type { PromptText } from "../types.js";
-import { type Json, type OutputView, type StreamObserver, type Wire, invalid, num, requireModel } from "./wire.js";
+import { withUpstreamModel, type Json, type OutputView, type StreamObserver, type Wire, invalid, num, requireModel } from "./wire.js";
 
 /** OpenAI embeddings: strings (or token arrays) in, vectors out; never streamed. */
 export const openAiEmbeddingsWire: Wire = {
@@ -20,9 +20,7 @@ export const openAiEmbeddingsWire: Wire = {
     return { model, stream: false, maxOutputTokens: 0, texts };
   },
 
-  upstreamBody(body, upstreamModel) {
-    return { body: { ...body, model: upstreamModel }, hideUsage: false };
-  },
+  upstreamBody: withUpstreamModel,
 
   output(json): OutputView {
     const usage = json && typeof json === "object" ? ((json as Json).usage as Json | undefined) : undefined;

@@ -1,5 +1,5 @@
 import type { PromptText, ToolCallRecord, Usage } from "../types.js";
-import { type EventReading, type Json, type OutputView, type StreamObserver, type Wire, contentTexts, invalid, num, optionalPositiveInt, parseJson, requireModel, streamFlag } from "./wire.js";
+import { withUpstreamModel, type EventReading, type Json, type OutputView, type StreamObserver, type Wire, contentTexts, invalid, num, optionalPositiveInt, parseJson, requireModel, streamFlag } from "./wire.js";
 
 export function responsesUsage(usage: unknown): Partial<Usage> | undefined {
   if (!usage || typeof usage !== "object") return undefined;
@@ -47,9 +47,7 @@ export const openAiResponsesWire: Wire = {
     return { model, stream: streamFlag(body), maxOutputTokens: optionalPositiveInt(body, "max_output_tokens"), texts };
   },
 
-  upstreamBody(body, upstreamModel) {
-    return { body: { ...body, model: upstreamModel }, hideUsage: false };
-  },
+  upstreamBody: withUpstreamModel,
 
   output(json): OutputView {
     const texts: PromptText[] = [];

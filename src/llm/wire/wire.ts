@@ -114,3 +114,8 @@ export function parseJson(data: string): Json | undefined {
 export function num(value: unknown): number {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : 0;
 }
+
+/** The body as the caller sent it, naming the provider's model id instead of the proxy's. */
+export function withUpstreamModel(body: Json, upstreamModel: string): { body: Json; hideUsage: boolean } {
+  return { body: { ...body, model: upstreamModel }, hideUsage: false };
+}

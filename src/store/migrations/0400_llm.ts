@@ -9,20 +9,15 @@ import type { Dialect } from "../migrations.js";
 export default function llmMigration(_dialect: Dialect): Migration {
   return {
     async up(db: Kysely<any>) {
-      await db.schema
-        .createTable("llm_providers")
-        .addColumn("name", "text", (c) => c.primaryKey())
-        .addColumn("definition", "text", (c) => c.notNull())
-        .addColumn("created_at", "bigint", (c) => c.notNull())
-        .addColumn("created_by", "text", (c) => c.notNull())
-        .execute();
-      await db.schema
-        .createTable("llm_models")
-        .addColumn("name", "text", (c) => c.primaryKey())
-        .addColumn("definition", "text", (c) => c.notNull())
-        .addColumn("created_at", "bigint", (c) => c.notNull())
-        .addColumn("created_by", "text", (c) => c.notNull())
-        .execute();
+      for (const table of ["llm_providers", "llm_models"]) {
+        await db.schema
+          .createTable(table)
+          .addColumn("name", "text", (c) => c.primaryKey())
+          .addColumn("definition", "text", (c) => c.notNull())
+          .addColumn("created_at", "bigint", (c) => c.notNull())
+          .addColumn("created_by", "text", (c) => c.notNull())
+          .execute();
+      }
       await db.schema
         .createTable("llm_usage")
         .addColumn("id", "text", (c) => c.primaryKey())
