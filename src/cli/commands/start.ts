@@ -21,6 +21,8 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--audit-retention <duration>", "prune audit events older than this (e.g. 90d), up to the last signed checkpoint")
     .option("--audit-export-dir <dir>", "also write the audit log as rotating JSON Lines files here")
     .option("--audit-webhook <url>", "also POST audit batches to this SIEM endpoint (at least once, Idempotency-Key per batch)")
+    .option("--llm-config <file>", "LLM proxy configuration (YAML: providers, models, limits, budgets, guardrails; see docs/llm.md)")
+    .option("--redis <url>", "redis://host:6379 shared by replicas for LLM rate limits and budgets (default: in memory)")
     .option("--audit-hash-fields <paths>", "comma-separated event fields stored as keyed HMACs, e.g. details.prompt (check a value with `mandate audit hash`)")
     .addHelpText(
       "after",
@@ -31,7 +33,8 @@ a JWT signing key and a local admin identity in the data directory; later starts
 Examples:
   mandate start
   mandate start --data-dir /var/lib/mandate --listen 0.0.0.0:7443 --public-addr mandate.example.com
-  mandate start --storage postgres://mandate@db:5432/mandate --data-dir /var/lib/mandate`,
+  mandate start --storage postgres://mandate@db:5432/mandate --data-dir /var/lib/mandate
+  mandate start --llm-config mandate-llm.yaml --redis redis://127.0.0.1:6379`,
     )
     .action(async (opts: Record<string, string | string[] | undefined>) => {
       const dataDir = defaultDataDir(opts.dataDir as string | undefined);
@@ -51,6 +54,7 @@ Examples:
         auditRetentionMs: opts.auditRetention ? parseDuration(opts.auditRetention as string, "--audit-retention") : undefined,
         auditWebhook: opts.auditWebhook as string | undefined,
         auditHashedFields: ((opts.auditHashFields as string | undefined) ?? "").split(",").map((f) => f.trim()).filter(Boolean),
+        llm: { configPath: opts.llmConfig as string | undefined, redis: (opts.redis as string | undefined) ?? process.env.MANDATE_REDIS },
       });
       context.setRunning(() => plane.close());
       const { authority, store } = plane.context;
