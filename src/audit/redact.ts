@@ -17,7 +17,7 @@ const SECRET_PATTERNS: [string, RegExp][] = [
   ["aws-access-key", /\b(AKIA|ASIA)[0-9A-Z]{16}\b/g],
   ["github-token", /\b(ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}/g],
   ["slack-token", /\bxox[abposr]-[A-Za-z0-9-]{10,}/g],
-  ["url-password", /(?<=[a-z][a-z0-9+.-]*:\/\/[^\s:/@]+:)[^\s@/]+(?=@)/gi],
+  ["url-password", /(?<=[a-z][a-z0-9+.-]*:\/\/[^\s:/@]*:)[^\s@/]+(?=@)/gi],
 ];
 
 export interface RedactionSettings {

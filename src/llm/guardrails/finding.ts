@@ -44,3 +44,15 @@ export function redactFindings(text: string, findings: Finding[]): string {
   }
   return out + text.slice(cursor);
 }
+
+/** Overlapping findings become one (the first one's kind): two rule sets often match the same credential. */
+export function mergeFindings<F extends Finding>(findings: F[]): F[] {
+  const sorted = [...findings].sort((a, b) => a.start - b.start || b.end - a.end);
+  const out: F[] = [];
+  for (const f of sorted) {
+    const last = out[out.length - 1];
+    if (last && f.start < last.end) last.end = Math.max(last.end, f.end);
+    else out.push({ ...f });
+  }
+  return out;
+}

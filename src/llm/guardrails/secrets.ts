@@ -1,6 +1,6 @@
 import { creator as recommendedPreset } from "@secretlint/secretlint-rule-preset-recommend";
 import { credentialSpans } from "../../audit/index.js";
-import { type Finding, scanWindows } from "./finding.js";
+import { type Finding, mergeFindings, scanWindows } from "./finding.js";
 
 interface SecretlintRule {
   meta: { id: string; type?: string };
@@ -56,7 +56,7 @@ function runRules(text: string): Finding[] {
 }
 
 export function detectSecrets(text: string): Finding[] {
-  return scanWindows(text, (chunk) => [...runRules(chunk), ...credentialSpans(chunk)]);
+  return mergeFindings(scanWindows(text, (chunk) => [...runRules(chunk), ...credentialSpans(chunk)]));
 }
 
 export const SECRET_RULE_IDS = rules.map((r) => r.meta.id);

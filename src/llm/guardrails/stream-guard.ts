@@ -1,6 +1,6 @@
 import type { GuardAction } from "../config.js";
 import type { EventReading } from "../wire/index.js";
-import type { Finding } from "./finding.js";
+import { type Finding, mergeFindings } from "./finding.js";
 import type { Detector, Verdict } from "./index.js";
 
 interface Held {
@@ -32,6 +32,8 @@ const MAX_HELD_CHARS = 16 * 1024;
 export class StreamGuard {
   private held: Held[] = [];
   private text = "";
+  /** redactions decided for text still held (a match whose start was already released): no new marker */
+  private carried: (Finding & { continued: boolean })[] = [];
   private readonly counts = new Map<string, number>();
   blocked: Verdict | undefined;
 
@@ -84,7 +86,8 @@ export class StreamGuard {
       this.held = [];
       return [];
     }
-    const redactions = complete.filter((f) => f.action === "redact");
+    // Merged with what is carried over, so a tail already masked gets no second marker.
+    const redactions = mergeFindings([...this.carried, ...complete.filter((f) => f.action === "redact").map((f) => ({ ...f, continued: false }))]);
     for (const f of complete) this.count(f);
     const out: Buffer[] = [];
     let released = 0;
@@ -99,6 +102,8 @@ export class StreamGuard {
     const cut = rest.length ? rest[0]!.offset : this.text.length;
     this.text = this.text.slice(cut);
     this.held = rest.map((h) => ({ ...h, offset: h.offset - cut }));
+    // A match that began in what was just released continues into what is still held: its tail stays masked.
+    this.carried = redactions.filter((f) => f.end > cut).map((f) => ({ kind: f.kind, start: Math.max(0, f.start - cut), end: f.end - cut, continued: f.continued || f.start < cut }));
     return out;
   }
 
@@ -107,7 +112,7 @@ export class StreamGuard {
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
   }
 
-  private rewrite(h: Held, redactions: Finding[]): Buffer {
+  private rewrite(h: Held, redactions: (Finding & { continued: boolean })[]): Buffer {
     const start = h.offset;
     const end = h.offset + h.length;
     const overlapping = redactions.filter((f) => f.start < end && start < f.end);
@@ -117,7 +122,7 @@ export class StreamGuard {
     for (const f of overlapping.sort((a, b) => a.start - b.start)) {
       if (f.start > cursor) text += this.text.slice(cursor, f.start);
       // The marker goes where the match starts; the rest of the match is dropped from later events.
-      if (f.start >= start) text += `[REDACTED:${f.kind}]`;
+      if (f.start >= start && !f.continued) text += `[REDACTED:${f.kind}]`;
       cursor = Math.max(cursor, Math.min(f.end, end));
     }
     text += this.text.slice(cursor, end);
