@@ -11,6 +11,8 @@ export interface AuditTrace {
   subject: string;
   events: number;
   roots: TraceNode[];
+  /** Text kept beside the log for some events (a model request's prompt and response), by event id. */
+  attachments?: Record<string, Record<string, string>>;
 }
 
 const MAX_TRACE_EVENTS = 10_000;
@@ -53,6 +55,10 @@ export function formatTrace(trace: AuditTrace): string {
   const walk = (node: TraceNode, prefix: string, last: boolean, depth: number) => {
     lines.push(`${prefix}${depth === 0 ? "" : last ? "└─ " : "├─ "}${describe(node.event)}`);
     const childPrefix = depth === 0 ? prefix : `${prefix}${last ? "   " : "│  "}`;
+    for (const [name, text] of Object.entries(trace.attachments?.[node.event.id] ?? {})) {
+      const shown = text.length > 400 ? `${text.slice(0, 400)}…` : text;
+      lines.push(`${depth === 0 ? "  " : `${childPrefix}   `}${name}: ${JSON.stringify(shown)}`);
+    }
     node.children.forEach((child, i) => walk(child, depth === 0 ? "  " : childPrefix, i === node.children.length - 1, depth + 1));
   };
   for (const root of trace.roots) walk(root, "", true, 0);

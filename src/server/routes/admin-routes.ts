@@ -133,7 +133,14 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
   app.get("/v1/audit/trace/:subject", async (request) => {
     await ctx.auth.requireAdmin(request);
     const { subject } = parseRequest(z.strictObject({ subject: z.string().min(1).max(256) }), request.params, "path");
-    return traceAudit(ctx.store, subject);
+    const trace = await traceAudit(ctx.store, subject);
+    // Model requests keep their (redacted) prompt and response beside the log, under their own retention.
+    const ids: string[] = [];
+    const collect = (nodes: typeof trace.roots) => nodes.forEach((n) => (ids.push(n.event.id), collect(n.children)));
+    collect(trace.roots);
+    const transcripts = ctx.llm ? await ctx.llm.recorder.transcriptsFor(ids) : new Map();
+    if (transcripts.size) trace.attachments = Object.fromEntries([...transcripts].map(([id, t]) => [id, { prompt: t.prompt, response: t.response }]));
+    return trace;
   });
 
   app.get("/v1/audit/verify", async (request) => {
