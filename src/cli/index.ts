@@ -4,9 +4,11 @@ import { registerAgents } from "./commands/agents.js";
 import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
+import { registerLlm } from "./commands/llm.js";
 import { registerLocks } from "./commands/locks.js";
 import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
+import { registerUsage } from "./commands/usage.js";
 import { type Io, type OutputFormat, printError, processIo } from "./output.js";
 
 export const VERSION = "0.1.0";
@@ -35,6 +37,8 @@ Getting started:
   registerDaemon(program, io);
   registerSvid(program, io);
   registerRun(program, io, context);
+  registerLlm(program, io);
+  registerUsage(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }
