@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { sql } from "kysely";
 import { ulid } from "../audit/index.js";
-import type { Store } from "../store/index.js";
+import type { LlmTranscriptTable, LlmUsageTable, Store } from "../store/index.js";
 import type { BudgetScope, LlmConfig } from "./config.js";
 import { detectPii, detectSecrets, redactFindings } from "./guardrails/index.js";
 import type { Verdict } from "./guardrails/index.js";
@@ -59,7 +59,6 @@ export function storableText(text: string, maxChars: number): { text: string; tr
  */
 export class LlmRecorder {
   private pruneTimer: NodeJS.Timeout | undefined;
-  private readonly pending = new Set<Promise<void>>();
 
   constructor(
     private readonly store: Store,
@@ -68,45 +67,68 @@ export class LlmRecorder {
     private readonly now: () => number = Date.now,
   ) {}
 
-  private track(write: Promise<void>): void {
-    const p = write.catch(this.onError).finally(() => this.pending.delete(p));
-    this.pending.add(p);
+  private usageQueue: LlmUsageTable[] = [];
+  private transcriptQueue: LlmTranscriptTable[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+
+  /**
+   * Rows are queued and written together every few milliseconds, one multi-row insert
+   * per table: they are bookkeeping (the audit event is the record), and one statement
+   * for many requests keeps the store's work off the request path.
+   */
+  private schedule(): void {
+    if (this.usageQueue.length + this.transcriptQueue.length >= 500) {
+      void this.writeQueued();
+      return;
+    }
+    this.flushTimer ??= setTimeout(() => void this.writeQueued(), 20);
   }
 
-  /** Resolves once every write issued so far has landed (tests, shutdown). */
+  private writeQueued(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const usage = this.usageQueue.splice(0);
+    const transcripts = this.transcriptQueue.splice(0);
+    if (usage.length === 0 && transcripts.length === 0) return this.flushing;
+    const write = this.store.writeDurably(async (tx) => {
+      // SQLite caps bound parameters per statement; 19 columns × 40 rows stays well under it.
+      for (let i = 0; i < usage.length; i += 40) await tx.insertInto("llm_usage").values(usage.slice(i, i + 40)).execute();
+      for (let i = 0; i < transcripts.length; i += 40) await tx.insertInto("llm_transcripts").values(transcripts.slice(i, i + 40)).execute();
+    });
+    this.flushing = Promise.all([this.flushing, write.catch(this.onError)]).then(() => undefined);
+    return this.flushing;
+  }
+
+  /** Resolves once every row recorded so far has been written (tests, reports, shutdown). */
   async flush(): Promise<void> {
-    while (this.pending.size) await Promise.all([...this.pending]);
+    await this.writeQueued();
+    await this.flushing;
   }
 
   recordUsage(r: UsageRecord): void {
-    this.track(
-      this.store.writeDurably(async (tx) => {
-        await tx
-          .insertInto("llm_usage")
-          .values({
-            id: ulid(r.time),
-            time: r.time,
-            agent: r.agent ?? null,
-            team: r.team ?? null,
-            delegation_id: r.delegationId ?? null,
-            task_id: r.taskId ?? null,
-            model: r.model,
-            provider: r.provider ?? null,
-            upstream_model: r.upstreamModel ?? null,
-            endpoint: r.endpoint,
-            status: r.status,
-            input_tokens: r.usage.inputTokens,
-            output_tokens: r.usage.outputTokens,
-            cached_tokens: r.usage.cachedInputTokens,
-            reasoning_tokens: r.usage.reasoningTokens,
-            cost_nano_usd: r.costNano,
-            estimated: r.usage.estimated ? 1 : 0,
-            latency_ms: Math.round(r.latencyMs),
-            event_id: r.eventId ?? null,
-          })
-          .execute();
-      }),
-    );
+    this.usageQueue.push({
+      id: ulid(r.time),
+      time: r.time,
+      agent: r.agent ?? null,
+      team: r.team ?? null,
+      delegation_id: r.delegationId ?? null,
+      task_id: r.taskId ?? null,
+      model: r.model,
+      provider: r.provider ?? null,
+      upstream_model: r.upstreamModel ?? null,
+      endpoint: r.endpoint,
+      status: r.status,
+      input_tokens: r.usage.inputTokens,
+      output_tokens: r.usage.outputTokens,
+      cached_tokens: r.usage.cachedInputTokens,
+      reasoning_tokens: r.usage.reasoningTokens,
+      cost_nano_usd: r.costNano,
+      estimated: r.usage.estimated ? 1 : 0,
+      latency_ms: Math.round(r.latencyMs),
+      event_id: r.eventId ?? null,
+    });
+    this.schedule();
   }
 
   /** Stores a transcript and returns its id and digest (for the audit event), or undefined when tracking is off. */
@@ -116,18 +138,14 @@ export class LlmRecorder {
     const response = storableText(r.response, this.tracking.maxChars);
     const id = ulid(r.time);
     const sha256 = createHash("sha256").update(prompt.text).update("\u0000").update(response.text).digest("hex");
-    this.track(
-      this.store.writeDurably(async (tx) => {
-        await tx
-          .insertInto("llm_transcripts")
-          .values({ id, time: r.time, event_id: r.eventId, agent: r.agent ?? null, delegation_id: r.delegationId ?? null, task_id: r.taskId ?? null, model: r.model, prompt: prompt.text, response: response.text, truncated: prompt.truncated || response.truncated ? 1 : 0, guardrails: JSON.stringify(r.guardrails) })
-          .execute();
-      }),
-    );
-    return { id, prompt: prompt.text, response: response.text, truncated: prompt.truncated || response.truncated, sha256 };
+    const truncated = prompt.truncated || response.truncated;
+    this.transcriptQueue.push({ id, time: r.time, event_id: r.eventId, agent: r.agent ?? null, delegation_id: r.delegationId ?? null, task_id: r.taskId ?? null, model: r.model, prompt: prompt.text, response: response.text, truncated: truncated ? 1 : 0, guardrails: JSON.stringify(r.guardrails) });
+    this.schedule();
+    return { id, prompt: prompt.text, response: response.text, truncated, sha256 };
   }
 
   async spendSince(scope: BudgetScope, name: string, since: number): Promise<number> {
+    await this.flush();
     const column = scope === "delegation" ? "delegation_id" : scope;
     const row = await this.store.db
       .selectFrom("llm_usage")

@@ -1,0 +1,122 @@
+import { type ChildProcess, fork, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
+
+/**
+ * LLM proxy overhead: the same requests to the fake provider directly, through Mandate
+ * (mTLS with the agent's SVID, access gate, rate limits, a budget, durable audit record
+ * before forwarding, usage/transcript/completion records after), and through the Portkey
+ * gateway run locally from npm — each in its own process, in one run, at 1 and 100
+ * concurrent clients. Non-streaming: p50/p99 to the last byte; streaming: time to first byte.
+ *   npm run bench:llm      (BENCH_SECONDS=10 for longer phases; BENCH_OUT=file.json)
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const WARMUP_MS = 1500;
+const FAKE_KEY = "sk-bench-0123456789abcdef";
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts a child and waits for the first JSON line it prints (or for `ready` in its output). */
+function startChild(child: ChildProcess, ready?: string): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    let err = "";
+    const timer = setTimeout(() => reject(new Error(`child did not start: ${err || out}`)), 60_000);
+    child.stdout!.on("data", (chunk: Buffer) => {
+      out += chunk.toString();
+      if (ready && out.includes(ready)) {
+        clearTimeout(timer);
+        return resolve({});
+      }
+      const line = out.split("\n").find((l) => l.startsWith("{"));
+      if (!ready && line && out.includes("\n")) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line) as Record<string, string>);
+      }
+    });
+    child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
+    child.once("exit", (code) => reject(new Error(`child exited with ${code}: ${err}`)));
+  });
+}
+
+function load(spec: LlmLoadSpec): Promise<LlmLoadResult> {
+  const child = fork(here("./llm-load.js"), [], { stdio: "inherit" });
+  child.send(spec);
+  return new Promise((resolve, reject) => {
+    child.once("message", (m) => resolve(m as LlmLoadResult));
+    child.once("error", reject);
+  });
+}
+
+const children: ChildProcess[] = [];
+const stopAll = () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGTERM");
+};
+process.on("exit", stopAll);
+
+const fake = fork(here("./llm-fake.js"), [], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, FAKE_KEY } });
+children.push(fake);
+const { url: fakeUrl } = await startChild(fake);
+
+const mandates: Record<string, { url: string; ca: string; cert: string; key: string }> = {};
+for (const mode of ["durable", "concurrent"] as const) {
+  const child = fork(here("./llm-mandate.js"), [], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, FAKE_URL: fakeUrl!, FAKE_KEY, AUDIT_MODE: mode } });
+  children.push(child);
+  mandates[mode] = (await startChild(child)) as { url: string; ca: string; cert: string; key: string };
+}
+
+const portkeyPort = await freePort();
+const portkeyScript = fileURLToPath(new URL("../../node_modules/@portkey-ai/gateway/build/start-server.js", import.meta.url));
+const portkey = spawn(process.execPath, [portkeyScript, `--port=${portkeyPort}`, "--headless"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_ENV: "production" } });
+children.push(portkey);
+await startChild(portkey, "Ready for connections");
+
+const chat = (stream: boolean) => JSON.stringify({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "What is the status of the checkout deploy?" }], max_tokens: 64, ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}) });
+const targets = {
+  direct: { url: `${fakeUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}` } },
+  mandate: { url: `${mandates.durable!.url}/llm/v1/chat/completions`, headers: {}, tls: { ca: mandates.durable!.ca, cert: mandates.durable!.cert, key: mandates.durable!.key } },
+  "mandate (audit concurrent)": { url: `${mandates.concurrent!.url}/llm/v1/chat/completions`, headers: {}, tls: { ca: mandates.concurrent!.ca, cert: mandates.concurrent!.cert, key: mandates.concurrent!.key } },
+  portkey: { url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}`, "x-portkey-provider": "openai", "x-portkey-custom-host": `${fakeUrl}/v1` } },
+} as const;
+
+interface Row {
+  target: string;
+  concurrency: number;
+  mode: "json" | "stream";
+  result: LlmLoadResult;
+}
+const rows: Row[] = [];
+for (const concurrency of [1, 100]) {
+  for (const mode of ["json", "stream"] as const) {
+    for (const [name, t] of Object.entries(targets)) {
+      const result = await load({ url: t.url, headers: t.headers, body: chat(mode === "stream"), concurrency, durationMs: SECONDS * 1000, warmupMs: WARMUP_MS, ...("tls" in t ? { tls: t.tls } : {}) });
+      rows.push({ target: name, concurrency, mode, result });
+      const r = result;
+      console.log(
+        `${mode.padEnd(6)} c=${String(concurrency).padEnd(3)} ${name.padEnd(27)} ${r.perSecond.toFixed(0).padStart(6)}/s  p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  ttfb p50 ${r.ttfbP50.toFixed(3)} ms  (${r.completed} ok, ${r.failed} failed${r.firstError ? `: ${r.firstError}` : ""})`,
+      );
+    }
+  }
+}
+
+console.log("\noverhead over calling the provider directly (ms; lower is better)");
+console.log("mode    c    target                       p50 added  p99 added  ttfb p50 added");
+for (const row of rows.filter((r) => r.target !== "direct")) {
+  const base = rows.find((r) => r.target === "direct" && r.concurrency === row.concurrency && r.mode === row.mode)!.result;
+  const r = row.result;
+  console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${(r.p50 - base.p50).toFixed(3).padStart(9)}  ${(r.p99 - base.p99).toFixed(3).padStart(9)}  ${(r.ttfbP50 - base.ttfbP50).toFixed(3).padStart(13)}`);
+}
+if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify(rows, null, 2));
+stopAll();
+process.exit(0);
