@@ -90,6 +90,9 @@ const targets = {
   portkey: { url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}`, "x-portkey-provider": "openai", "x-portkey-custom-host": `${fakeUrl}/v1` } },
 } as const;
 
+/** Percentiles of a phase with no successful request arrive as null (NaN does not survive IPC). */
+const ms = (v: number | null) => (v === null || Number.isNaN(v) ? "   n/a" : v.toFixed(3));
+
 interface Row {
   target: string;
   concurrency: number;
@@ -104,7 +107,7 @@ for (const concurrency of [1, 100]) {
       rows.push({ target: name, concurrency, mode, result });
       const r = result;
       console.log(
-        `${mode.padEnd(6)} c=${String(concurrency).padEnd(3)} ${name.padEnd(27)} ${r.perSecond.toFixed(0).padStart(6)}/s  p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms  ttfb p50 ${r.ttfbP50.toFixed(3)} ms  (${r.completed} ok, ${r.failed} failed${r.firstError ? `: ${r.firstError}` : ""})`,
+        `${mode.padEnd(6)} c=${String(concurrency).padEnd(3)} ${name.padEnd(27)} ${r.perSecond.toFixed(0).padStart(6)}/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  ttfb p50 ${ms(r.ttfbP50)} ms  (${r.completed} ok, ${r.failed} failed${r.firstError ? `: ${r.firstError}` : ""})`,
       );
     }
   }
@@ -115,7 +118,8 @@ console.log("mode    c    target                       p50 added  p99 added  ttf
 for (const row of rows.filter((r) => r.target !== "direct")) {
   const base = rows.find((r) => r.target === "direct" && r.concurrency === row.concurrency && r.mode === row.mode)!.result;
   const r = row.result;
-  console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${(r.p50 - base.p50).toFixed(3).padStart(9)}  ${(r.p99 - base.p99).toFixed(3).padStart(9)}  ${(r.ttfbP50 - base.ttfbP50).toFixed(3).padStart(13)}`);
+  const added = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
+  console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${ms(added(r.p50, base.p50)).padStart(9)}  ${ms(added(r.p99, base.p99)).padStart(9)}  ${ms(added(r.ttfbP50, base.ttfbP50)).padStart(13)}`);
 }
 if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify(rows, null, 2));
 stopAll();
