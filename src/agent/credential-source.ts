@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { MandateError } from "../errors/index.js";
 import { parseSpiffeBundle, pemDecodeAll, verifyJwtSvid } from "../identity/index.js";
+import type { DenialReport } from "./attestation/index.js";
 import type { WorkloadIdentitySnapshot, WorkloadIdentitySource } from "./workload-api/index.js";
 import { CREDENTIAL_FILES, type AgentCredentials, readCredentials } from "./credential-dir.js";
 import { agentClient } from "./daemon.js";
@@ -39,7 +40,7 @@ export class CredentialDirSource implements WorkloadIdentitySource {
     this.snapshot = {
       trustDomain: credentials.state.trustDomain,
       bundleDer,
-      svids: [{ spiffeId: credentials.state.spiffeId, certChainDer: pemDecodeAll(credentials.svidPem), keyPkcs8Der: key, bundleDer }],
+      svids: [{ spiffeId: credentials.state.spiffeId, certChainDer: pemDecodeAll(credentials.svidPem), keyPkcs8Der: key, bundleDer, selectors: credentials.state.selectors }],
       federatedBundles: new Map(),
       jwtBundles: new Map([[credentials.state.trustDomain, jwks]]),
     };
@@ -51,6 +52,17 @@ export class CredentialDirSource implements WorkloadIdentitySource {
     const client = agentClient(this.credentials);
     try {
       return (await client.request<{ token: string }>("POST", "/v1/svid/jwt", { audience })).token;
+    } finally {
+      client.close();
+    }
+  }
+
+  /** Sends refused-workload reports to the control plane with this agent's identity. */
+  async reportDenials(reports: DenialReport[]): Promise<void> {
+    if (!this.credentials) throw new MandateError("UNAUTHENTICATED", "the daemon has not joined yet; denials stay in the local log");
+    const client = agentClient(this.credentials);
+    try {
+      await client.request("POST", "/v1/workload/denials", { denials: reports });
     } finally {
       client.close();
     }

@@ -2,3 +2,4 @@ export { AGENT_VERSION, agentClient, joinWithToken, obtainSvid, renewSvid, runDa
 export { CREDENTIAL_FILES, readCredentials, writeCredentials, type AgentCredentials, type AgentState } from "./credential-dir.js";
 export { generateKeyAndCsr } from "./csr.js";
 export { CredentialDirSource } from "./credential-source.js";
+export { startDaemonWorkloadApi, type DaemonWorkloadApi } from "./workload-endpoint.js";

@@ -44,6 +44,8 @@ export interface AgentTable {
   labels: string;
   created_at: number;
   created_by: string;
+  /** JSON array of workload selectors, e.g. ["unix:uid:1000"]. */
+  selectors: string;
 }
 
 export interface JoinTokenTable {

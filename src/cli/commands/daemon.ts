@@ -1,7 +1,6 @@
 import { type Command, Option } from "commander";
 import { resolve } from "node:path";
-import { AGENT_VERSION, CredentialDirSource, agentClient, readCredentials, runDaemon } from "../../agent/index.js";
-import { startWorkloadApiServer } from "../../agent/workload-api/index.js";
+import { AGENT_VERSION, CredentialDirSource, agentClient, readCredentials, runDaemon, startDaemonWorkloadApi } from "../../agent/index.js";
 import { MandateError } from "../../errors/index.js";
 import { type Io, printJson } from "../output.js";
 
@@ -14,7 +13,7 @@ export function registerDaemon(program: Command, io: Io): void {
     .option("--ca-pin <sha256:hex>", "expected CA pin; the token already carries it")
     .option("--out <dir>", "where svid.pem, svid_key.pem, bundle.pem and jwt_bundle.json are written", "./agent-creds")
     .option("--data-dir <dir>", "the daemon's state directory (credentials and state live together; same as --out)")
-    .option("--socket <path>", "serve the SPIFFE Workload API on this unix socket (absolute path; mode 0600)")
+    .option("--socket <path>", "serve the SPIFFE Workload API on this unix socket; callers are attested against the agent's selectors")
     .option("--oneshot", "get or renew the SVID once, then exit")
     .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
     .addHelpText(
@@ -30,14 +29,23 @@ Examples:
     )
     .action(async (opts: { authServer?: string; joinToken?: string; caPin?: string; out: string; dataDir?: string; socket?: string; oneshot?: boolean; format: string }) => {
       if (opts.dataDir) opts.out = opts.dataDir;
+      const log = (message: string) => io.err(`${new Date().toISOString()} ${message}`);
       const source = opts.socket && !opts.oneshot ? new CredentialDirSource(opts.out) : undefined;
-      const workloadApi = source ? await startWorkloadApiServer({ socketPath: resolve(opts.socket!), source }) : undefined;
-      if (workloadApi) io.err(`SPIFFE Workload API on ${workloadApi.endpoint} (SPIFFE_ENDPOINT_SOCKET=${workloadApi.endpoint})`);
+      const workloadApi = source ? await startDaemonWorkloadApi({ socketPath: resolve(opts.socket!), source, log }) : undefined;
+      if (workloadApi) io.err(`SPIFFE Workload API on ${workloadApi.server.endpoint} (SPIFFE_ENDPOINT_SOCKET=${workloadApi.server.endpoint})`);
+      let announced: string | undefined;
+      const refresh = async () => {
+        await source?.refresh();
+        const svid = source?.current()?.svids[0];
+        if (!svid) return;
+        const selectors = svid.selectors?.length ? svid.selectors.join(" AND ") : `unix:uid:${process.getuid?.()} (the daemon's own user: the agent has no selectors)`;
+        if (selectors !== announced) log(`Workload API serves ${svid.spiffeId} to processes matching ${selectors}`);
+        announced = selectors;
+      };
       const controller = new AbortController();
       const stop = () => controller.abort();
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
-      const log = (message: string) => io.err(`${new Date().toISOString()} ${message}`);
       await runDaemon({
         outDir: opts.out,
         authServer: opts.authServer,
@@ -47,7 +55,7 @@ Examples:
         version: AGENT_VERSION,
         log: opts.oneshot && opts.format === "json" ? () => undefined : log,
         signal: controller.signal,
-        onRenewed: () => source?.refresh(),
+        onRenewed: refresh,
       }).finally(() => workloadApi?.close());
       if (opts.oneshot) {
         const credentials = await readCredentials(opts.out);

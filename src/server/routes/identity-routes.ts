@@ -11,13 +11,32 @@ const JoinBody = z.strictObject({
   version: z.string().max(64).optional(),
 });
 const RenewBody = z.strictObject({ csr: z.string().min(1).max(16_384) });
+const DenialsBody = z.strictObject({
+  denials: z
+    .array(
+      z.strictObject({
+        rpc: z.string().min(1).max(64),
+        at: z.number().int().nonnegative(),
+        pid: z.number().int().nonnegative(),
+        uid: z.number().int().nonnegative(),
+        gid: z.number().int().nonnegative(),
+        path: z.string().max(4096).nullable(),
+        reasons: z.array(z.string().max(1024)).max(16),
+        count: z.number().int().positive(),
+      }),
+    )
+    .min(1)
+    .max(100),
+});
 const JwtBody = z.strictObject({
   audience: z.array(z.string().min(1).max(512)).min(1).max(16),
   ttlSeconds: z.number().int().positive().optional(),
 });
 
-function svidResponse(ctx: ServerContext, instanceId: string, svid: IssuedX509Svid) {
+async function svidResponse(ctx: ServerContext, agentName: string, instanceId: string, svid: IssuedX509Svid) {
   return {
+    // The daemon learns who on its host may have this identity with every SVID it receives.
+    selectors: (await ctx.agents.get(agentName)).selectors,
     spiffeId: svid.spiffeId,
     instanceId,
     serial: svid.serialHex,
@@ -49,14 +68,32 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext)
   app.post("/v1/join", async (request) => {
     const body = parseRequest(JoinBody, request.body);
     const result = await ctx.joins.join({ ...body, address: request.ip });
-    return svidResponse(ctx, result.instanceId, result.svid);
+    return svidResponse(ctx, result.agent, result.instanceId, result.svid);
   });
 
   app.post("/v1/svid/x509", async (request) => {
     const caller = await ctx.auth.authenticate(request, "identity.renew", "agent");
     const body = parseRequest(RenewBody, request.body);
     const result = await ctx.svids.renew(caller, body.csr);
-    return svidResponse(ctx, result.instanceId, result.svid);
+    return svidResponse(ctx, caller.agent!, result.instanceId, result.svid);
+  });
+
+  // A daemon reports local processes it refused on the Workload API: they become audit events.
+  app.post("/v1/workload/denials", async (request) => {
+    const caller = await ctx.auth.authenticate(request, "workload.attestation_denied", "agent");
+    const body = parseRequest(DenialsBody, request.body);
+    for (const denial of body.denials) {
+      await ctx.audit.append({
+        type: "workload.attestation_denied",
+        code: "PERMISSION_DENIED",
+        actor: { kind: "agent", spiffeId: caller.spiffeId, ...(caller.agent ? { agent: caller.agent } : {}) },
+        target: { pid: denial.pid, uid: denial.uid, gid: denial.gid, path: denial.path },
+        decision: { allow: false, reasons: denial.reasons.length ? denial.reasons : ["no workload selector matches"] },
+        outcome: { status: "error", error: "PERMISSION_DENIED", message: `the daemon refused ${denial.rpc} to pid ${denial.pid}` },
+        details: { rpc: denial.rpc, count: denial.count, observedAt: new Date(denial.at).toISOString(), reportedBy: caller.serialHex },
+      });
+    }
+    return { recorded: body.denials.length };
   });
 
   app.post("/v1/svid/jwt", async (request) => {
