@@ -1,6 +1,6 @@
 import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
-import type { TokenJoinService } from "../join/index.js";
+import type { AttestedJoinService, JoinRuleRegistry, TokenJoinService } from "../join/index.js";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
 
@@ -13,6 +13,9 @@ export interface ServerContext {
   audit: StoreAuditLog;
   agents: AgentRegistry;
   joins: TokenJoinService;
+  /** Join rules for token-less joins (Kubernetes, GitHub Actions, OIDC). */
+  joinRules?: JoinRuleRegistry;
+  attestedJoins?: AttestedJoinService;
   svids: SvidService;
   auth: CallerAuthenticator;
   /** Set once the listener is up. */

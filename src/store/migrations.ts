@@ -1,5 +1,6 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
 import agentSelectors from "./migrations/0200_agent_selectors.js";
+import joinRules from "./migrations/0201_join_rules.js";
 
 /**
  * Migrations are written once for both dialects: only types both understand
@@ -182,6 +183,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
  */
 const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {
   "0200_agent_selectors": agentSelectors,
+  "0201_join_rules": joinRules,
 };
 
 export function migrationProvider(dialect: Dialect): MigrationProvider {

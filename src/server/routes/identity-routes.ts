@@ -1,11 +1,15 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { MandateError } from "../../errors/index.js";
 import type { IssuedX509Svid } from "../../identity/index.js";
 import type { ServerContext } from "../context.js";
 import { parseRequest } from "../validate.js";
 
 const JoinBody = z.strictObject({
-  token: z.string().min(1).max(512),
+  // "token" is a one-time Mandate join token; the others present a platform-minted OIDC token.
+  method: z.enum(["token", "kubernetes", "github", "oidc"]).default("token"),
+  agent: z.string().min(1).max(64).optional(),
+  token: z.string().min(1).max(16_384),
   csr: z.string().min(1).max(16_384),
   hostname: z.string().max(253).optional(),
   version: z.string().max(64).optional(),
@@ -49,6 +53,11 @@ async function svidResponse(ctx: ServerContext, agentName: string, instanceId: s
   };
 }
 
+function attestedJoins(ctx: ServerContext) {
+  if (!ctx.attestedJoins) throw new MandateError("CONFIG_INVALID", "this control plane does not accept token-less joins");
+  return ctx.attestedJoins;
+}
+
 /** Join, renewal, JWT-SVIDs and the trust bundle: what agents call. */
 export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext): void {
   app.get("/.well-known/spiffe-bundle", async (_request, reply) => {
@@ -66,8 +75,11 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext)
   }));
 
   app.post("/v1/join", async (request) => {
-    const body = parseRequest(JoinBody, request.body);
-    const result = await ctx.joins.join({ ...body, address: request.ip });
+    const { method, agent, ...body } = parseRequest(JoinBody, request.body);
+    const result =
+      method === "token"
+        ? await ctx.joins.join({ ...body, address: request.ip })
+        : await attestedJoins(ctx).join({ ...body, method, agent, address: request.ip });
     return svidResponse(ctx, result.agent, result.instanceId, result.svid);
   });
 
