@@ -32,7 +32,7 @@ function replayKeys(token: string, issuer: string, jti: unknown): string[] {
  * Kubernetes projected service-account token, a GitHub Actions or GitLab CI OIDC token),
  * verified against a join rule's issuer, audience and keys, then its claims against the
  * rule's conditions. Each token joins at most once: its jti and hash are remembered until
- * it expires, and spending it commits together with the SVID it bought.
+ * it expires; everything that can be refused is checked before the token is spent.
  */
 export class AttestedJoinService {
   constructor(
@@ -115,6 +115,20 @@ export class AttestedJoinService {
     const keys = replayKeys(request.token, claimedIssuer, verified.claims.jti);
     const used = await this.deps.store.db.selectFrom("join_token_uses").select(["used_at"]).where("key", "in", keys).where("expires_at", ">", t).executeTakeFirst();
     if (used) throw replayed(Number(used.used_at));
+    // Spent in its own transaction, as one-time join tokens are: issuance commits in a group
+    // with other callers' writes, where one caller's refusal must not fail the others.
+    await this.deps.store.transaction(async (tx) => {
+      await tx.deleteFrom("join_token_uses").where("key", "in", keys).where("expires_at", "<=", t).execute();
+      for (const key of keys) {
+        const inserted = await tx
+          .insertInto("join_token_uses")
+          .values({ key, rule_id: rule.id, instance_id: instanceId, used_at: t, expires_at: exp })
+          .onConflict((oc) => oc.column("key").doNothing())
+          .executeTakeFirst();
+        // A concurrent join with the same token got there first.
+        if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) !== 1) throw replayed(t);
+      }
+    });
     const hostname = (request.hostname ?? "").slice(0, 253) || "unknown";
     const svid = await enrollInstance({
       issuer: this.deps.issuer,
@@ -128,18 +142,6 @@ export class AttestedJoinService {
       now: t,
       actor,
       details: { rule: rule.id, issuer: rule.issuer, subject: evidence.subject, claims: evidence.claims },
-      writes: async (tx) => {
-        await tx.deleteFrom("join_token_uses").where("key", "in", keys).where("expires_at", "<=", t).execute();
-        for (const key of keys) {
-          const inserted = await tx
-            .insertInto("join_token_uses")
-            .values({ key, rule_id: rule.id, instance_id: instanceId, used_at: t, expires_at: exp })
-            .onConflict((oc) => oc.column("key").doNothing())
-            .executeTakeFirst();
-          // A concurrent join with the same token got there first: this one buys nothing.
-          if (Number(inserted.numInsertedOrUpdatedRows ?? 0n) !== 1) throw replayed(t);
-        }
-      },
     });
     // Expired entries of other tokens are swept here and then, so the table stays the size of the live window.
     await this.deps.store.db.deleteFrom("join_token_uses").where("expires_at", "<=", t - 60_000).execute().catch(() => undefined);

@@ -16,8 +16,6 @@ export interface EnrollInput {
   actor: AuditActor;
   /** Facts about how the instance proved itself (rule, claims), for the join event. */
   details?: Record<string, unknown>;
-  /** More writes that must commit with the SVID (spending the token that bought it). */
-  writes?: (tx: StoreTx) => Promise<void>;
 }
 
 export function newInstanceId(): string {
@@ -59,7 +57,6 @@ export function enrollInstance(input: EnrollInput): Promise<IssuedX509Svid> {
           version: input.version,
         })
         .execute();
-      await input.writes?.(tx);
     },
   });
 }

@@ -11,7 +11,8 @@ const CreateRuleBody = z.strictObject({
   audience: z.string().min(1).max(512),
   jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(64) }).optional(),
   jwksUrl: z.string().min(1).max(2048).optional(),
-  allow: z.array(z.record(z.string().max(128), z.string().max(512))).min(1).max(32),
+  // An empty list is refused by the registry, with a message saying why a rule needs a condition.
+  allow: z.array(z.record(z.string().max(128), z.string().max(512))).max(32).default([]),
 });
 const IdParam = z.strictObject({ id: z.string().min(1).max(64) });
 
