@@ -29,6 +29,7 @@ export async function startDaemonWorkloadApi(options: { socketPath: string; sour
       await server.close();
       await denials.flush().catch(() => undefined);
       denials.stop();
+      options.source.close();
     },
   };
 }
