@@ -82,6 +82,9 @@ describe("mandate daemon serving the SPIFFE Workload API", () => {
         new Promise<any>((resolve, reject) => client[method](request, header, (error: grpc.ServiceError | null, response: any) => (error ? reject(error) : resolve(response))));
       const jwt = await call("FetchJWTSVID", { audience: ["db-proxy"] });
       const token = jwt.svids[0].svid as string;
+      // Reused until half its life for the same audience; another audience gets its own token.
+      expect((await call("FetchJWTSVID", { audience: ["db-proxy"] })).svids[0].svid).toBe(token);
+      expect((await call("FetchJWTSVID", { audience: ["mcp-proxy"] })).svids[0].svid).not.toBe(token);
       const validated = await call("ValidateJWTSVID", { audience: "db-proxy", svid: token });
       expect(validated.spiffe_id).toBe("spiffe://mandate.local/agent/served");
       await expect(call("ValidateJWTSVID", { audience: "elsewhere", svid: token })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
