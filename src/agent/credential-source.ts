@@ -44,7 +44,9 @@ export class CredentialDirSource implements WorkloadIdentitySource {
     const key = createPrivateKey(credentials.keyPem).export({ type: "pkcs8", format: "der" });
     const bundleDer = pemDecodeAll(credentials.bundlePem);
     this.credentials = credentials;
-    this.client?.close();
+    // Calls still in flight on the old connection finish; it is closed a little later.
+    const previous = this.client;
+    if (previous) setTimeout(() => previous.close(), 30_000).unref();
     this.client = agentClient(credentials);
     this.jwtCache.clear();
     this.snapshot = {

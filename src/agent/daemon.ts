@@ -116,10 +116,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     try {
       const current = await readCredentials(options.outDir);
       if (!current) throw new MandateError("UNAUTHENTICATED", `credentials in ${options.outDir} disappeared`);
-      state = await renewSvid(options.outDir, current);
+      // After an outage longer than the SVID's life, a platform token (refreshed by the kubelet or CI) can join anew.
+      const rejoin = current.notAfter.getTime() <= Date.now() && (options.joinMethod ?? "token") !== "token";
+      state = rejoin ? (await obtainSvid(options)).state : await renewSvid(options.outDir, current);
       failures = 0;
       await options.onRenewed?.();
-      log(`renewed ${state.spiffeId}; valid until ${state.expiresAt}`);
+      log(rejoin ? `the SVID had expired; joined again with a fresh ${options.joinMethod} token as ${state.spiffeId}; valid until ${state.expiresAt}` : `renewed ${state.spiffeId}; valid until ${state.expiresAt}`);
     } catch (error) {
       failures++;
       const code = (error as MandateError).code;

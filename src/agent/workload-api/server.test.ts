@@ -409,10 +409,16 @@ describe("startWorkloadApiServer", () => {
     expect(minted.svids.map((s: { spiffe_id: string }) => s.spiffe_id)).toEqual([other]);
     const stream = reader(client.FetchX509SVID({}, header()));
     expect((await stream.next()).svids.map((s: { spiffe_id: string }) => s.spiffe_id)).toEqual([other]);
-    // Streams are re-attested on every change: losing the match ends the stream.
-    verdict = () => [];
+    // A plain rotation reuses the stream's attestation…
+    const attested = seen.length;
     source.set(await snapshotWith([await issueSvid(WORKLOAD), await issueSvid(other)]));
+    expect((await stream.next()).svids.map((s: { spiffe_id: string }) => s.spiffe_id)).toEqual([other]);
+    expect(seen.length).toBe(attested);
+    // …a change of registrations re-attests, and losing the match ends the stream.
+    verdict = () => [];
+    source.set(await snapshotWith([await issueSvid(WORKLOAD), { ...(await issueSvid(other)), selectors: ["unix:uid:4242"] }]));
     expect((await stream.error()).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(seen.length).toBe(attested + 1);
   });
 
   it("serves 200 concurrent FetchX509SVID streams their first message and a rotation", async () => {

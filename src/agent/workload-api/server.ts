@@ -110,6 +110,16 @@ export interface WorkloadApiServer {
 
 type Status = { code: grpc.status; details: string };
 
+/** What a stream's caller was last attested against, and what it was allowed. */
+interface StreamAttestation {
+  registrations: string | undefined;
+  allowed: Set<string>;
+}
+
+function registrationKey(svids: readonly WorkloadX509Svid[]): string {
+  return svids.map((svid) => `${svid.spiffeId}|${(svid.selectors ?? []).join(",")}`).join("\n");
+}
+
 function status(code: grpc.status, details: string): Status & Error {
   return Object.assign(new Error(details), { code, details });
 }
@@ -215,7 +225,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
    * Shared gate for every RPC: the spec's header, readiness, then attestation of the calling
    * process. What comes back holds only the identities this caller may have.
    */
-  async function admit(call: WorkloadApiCall, rpc: string): Promise<WorkloadIdentitySnapshot> {
+  async function admit(call: WorkloadApiCall, rpc: string, memo?: StreamAttestation): Promise<WorkloadIdentitySnapshot> {
     const header = call.metadata.get(WORKLOAD_API_METADATA_KEY);
     if (header.length !== 1 || header[0] !== "true") {
       throw status(grpc.status.INVALID_ARGUMENT, `security header missing from request: ${WORKLOAD_API_METADATA_KEY}: true is required`);
@@ -226,6 +236,12 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     const caller = callers.get(call.getPeer());
     // Every accepted connection was registered with its credentials; anything else is refused.
     if (!caller) throw status(grpc.status.PERMISSION_DENIED, "the caller's process could not be identified");
+    const registrations = registrationKey(snapshot.svids);
+    if (memo?.registrations === registrations) {
+      // Same registrations as when this stream's process was attested: only the SVIDs changed.
+      const svids = snapshot.svids.filter((svid) => memo.allowed.has(svid.spiffeId));
+      if (svids.length > 0) return { ...snapshot, svids };
+    }
     let attestation: WorkloadAttestation;
     try {
       attestation = await attestor.attest(caller, snapshot.svids);
@@ -236,6 +252,10 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
       throw status(grpc.status.PERMISSION_DENIED, isMandateError(error, "PERMISSION_DENIED") ? `no identity issued to this caller: ${reason}` : "no identity issued to this caller: workload attestation failed");
     }
     const allowed = new Set(attestation.allowed);
+    if (memo) {
+      memo.registrations = registrations;
+      memo.allowed = allowed;
+    }
     const svids = snapshot.svids.filter((svid) => allowed.has(svid.spiffeId));
     if (svids.length === 0) {
       deny(rpc, caller, attestation.reasons, attestation.facts);
@@ -245,10 +265,13 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
   }
 
   /**
-   * Runs a server stream that sends a full snapshot now and after every change, each one
-   * re-attested (a caller whose selectors no longer match loses the identity on the next
-   * message). While the client is not reading, at most one newer snapshot is remembered (as a
-   * flag), so memory per stream stays bounded however often identities rotate.
+   * Runs a server stream that sends a full snapshot now and after every change. The caller is
+   * attested when the stream opens and again whenever the registrations (identities or their
+   * selectors) change, so a caller whose selectors no longer match loses the identity on the
+   * next message; a plain rotation reuses the stream's attestation, as SPIRE's agent does, so
+   * rotating 1,000 open streams does not mean 1,000 rounds of /proc reads. While the client is
+   * not reading, at most one newer snapshot is remembered (as a flag), so memory per stream
+   * stays bounded however often identities rotate.
    */
   function serveStream(
     call: grpc.ServerWritableStream<unknown, unknown>,
@@ -256,6 +279,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     render: (snapshot: WorkloadIdentitySnapshot) => object | Status,
   ): void {
     let unsubscribe: (() => void) | undefined;
+    const memo: StreamAttestation = { registrations: undefined, allowed: new Set() };
     let waitingForDrain = false;
     let dirty = false;
     let sending = false;
@@ -281,7 +305,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
       try {
         do {
           dirty = false;
-          const view = await admit(call, rpc);
+          const view = await admit(call, rpc, memo);
           if (done || call.cancelled) return;
           const message = render(view);
           if ("code" in message && "details" in message) return fail(status(message.code as grpc.status, String(message.details)));
@@ -311,7 +335,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     call.once("close", finish);
     call.once("finish", finish);
     call.once("error", finish);
-    admit(call, rpc).then(
+    admit(call, rpc, memo).then(
       (first) => {
         if (call.cancelled || done) return;
         streams.add(call);
