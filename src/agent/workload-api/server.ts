@@ -335,18 +335,12 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     call.once("close", finish);
     call.once("finish", finish);
     call.once("error", finish);
-    admit(call, rpc, memo).then(
-      (first) => {
-        if (call.cancelled || done) return;
-        streams.add(call);
-        call.on("drain", onDrain);
-        unsubscribe = source.onChange(onChange);
-        const message = render(first);
-        if ("code" in message && "details" in message) return fail(status(message.code as grpc.status, String(message.details)));
-        if (!call.write(message)) waitingForDrain = true;
-      },
-      (error: Status & Error) => fail(error),
-    );
+    // Subscribed before the first (asynchronous) admission, so a rotation that lands while the
+    // caller is being attested is folded into the first send instead of being missed.
+    streams.add(call);
+    call.on("drain", onDrain);
+    unsubscribe = source.onChange(onChange);
+    void pump();
   }
 
   const handlers: grpc.UntypedServiceImplementation = {
