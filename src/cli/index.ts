@@ -4,6 +4,7 @@ import { registerAgents } from "./commands/agents.js";
 import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
+import { registerJoins } from "./commands/joins.js";
 import { registerLocks } from "./commands/locks.js";
 import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
@@ -29,6 +30,7 @@ Getting started:
     );
   registerStart(program, io, context);
   registerAgents(program, io);
+  registerJoins(program, io);
   registerLocks(program, io);
   registerCa(program, io);
   registerAudit(program, io);

@@ -31,6 +31,7 @@ export type MandateErrorCode =
   | "CONFIG_INVALID"
   | "CONNECTION_FAILED"
   | "AUDIT_TAMPERED"
+  | "JOIN_NOT_ALLOWED"
   | "INTERNAL";
 
 const HTTP_STATUS: Record<MandateErrorCode, number> = {
@@ -62,6 +63,7 @@ const HTTP_STATUS: Record<MandateErrorCode, number> = {
   CONFIG_INVALID: 400,
   CONNECTION_FAILED: 502,
   AUDIT_TAMPERED: 409,
+  JOIN_NOT_ALLOWED: 403,
   INTERNAL: 500,
 };
 

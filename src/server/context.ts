@@ -1,6 +1,6 @@
 import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
-import type { TokenJoinService } from "../join/index.js";
+import type { AttestedJoinService, JoinRuleRegistry, TokenJoinService } from "../join/index.js";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
 import type { WorkloadAuthenticator } from "./workload-auth.js";
@@ -14,6 +14,9 @@ export interface ServerContext {
   audit: StoreAuditLog;
   agents: AgentRegistry;
   joins: TokenJoinService;
+  /** Join rules for token-less joins (Kubernetes, GitHub Actions, OIDC). */
+  joinRules?: JoinRuleRegistry;
+  attestedJoins?: AttestedJoinService;
   svids: SvidService;
   auth: CallerAuthenticator;
   /** mTLS or JWT-SVID callers of the proxies, with the delegation token they present. */

@@ -5,7 +5,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SERVER_PATH, SignatureVerifierPool, SvidService, SvidVerifier, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
-import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
+import { AttestedJoinService, DEFAULT_JOIN_TOKEN_TTL_MS, JoinRuleRegistry, JoinTokenVerifier, TokenJoinService } from "../join/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
 import { claimDataDir } from "./data-dir-lock.js";
@@ -17,6 +17,7 @@ import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerIdentityRoutes } from "./routes/identity-routes.js";
 import { registerWorkloadRoutes } from "./routes/workload-routes.js";
 import { WorkloadAuthenticator } from "./workload-auth.js";
+import { registerJoinRoutes } from "./routes/join-routes.js";
 import { type IssuedKeyPair, issueControlPlaneCertificate, serverCertificateNames } from "./server-identity.js";
 
 export const DEFAULT_LISTEN = "127.0.0.1:7443";
@@ -101,6 +102,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const agents = new AgentRegistry(store, authority.trustDomain, now);
     const auth = new CallerAuthenticator(authority, locks, audit, now);
     const proxyAudiences = [`spiffe://${authority.trustDomain}${SERVER_PATH}`, ...(options.proxyAudiences ?? [])];
+    const joinRules = new JoinRuleRegistry(store, now);
     const context: ServerContext = {
       store,
       authority,
@@ -109,6 +111,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       audit,
       agents,
       joins: new TokenJoinService({ store, authority, issuer, agents, locks, audit, svidTtlMs, now }),
+      joinRules,
+      attestedJoins: new AttestedJoinService({ store, issuer, agents, rules: joinRules, verifier: new JoinTokenVerifier(now), locks, audit, svidTtlMs, now }),
       svids: new SvidService({ store, authority, issuer, locks, audit, svidTtlMs, jwtTtlMs, jwtMaxTtlMs, now }),
       auth,
       workloadAuth: new WorkloadAuthenticator(auth, new SvidVerifier(authority, locks), audit, () => proxyAudiences),
@@ -138,6 +142,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerIdentityRoutes(app, context);
     registerAdminRoutes(app, context);
     registerWorkloadRoutes(app, context);
+    registerJoinRoutes(app, context);
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;
     // Local commands dial the listener directly; tokens and printed commands use the public address.

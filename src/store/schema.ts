@@ -44,6 +44,8 @@ export interface AgentTable {
   labels: string;
   created_at: number;
   created_by: string;
+  /** JSON array of workload selectors, e.g. ["unix:uid:1000"]. */
+  selectors: string;
 }
 
 export interface JoinTokenTable {
@@ -127,6 +129,30 @@ export interface AuditCheckpointTable {
   created_at: number;
 }
 
+export interface JoinRuleTable {
+  id: string;
+  method: string;
+  agent_name: string;
+  issuer: string;
+  audience: string;
+  /** A JWKS document (JSON) given with --jwks-file, or null. */
+  jwks: string | null;
+  jwks_url: string | null;
+  /** JSON array of claim conditions (objects of claim → glob); any one must match. */
+  conditions: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface JoinTokenUseTable {
+  /** "sha256:<token hash>" or "jti:<hash of issuer and jti>". */
+  key: string;
+  rule_id: string;
+  instance_id: string;
+  used_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -139,4 +165,6 @@ export interface Database {
   audit_events: AuditEventTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointTable;
+  join_rules: JoinRuleTable;
+  join_token_uses: JoinTokenUseTable;
 }
