@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
+import mcpCatalog from "./migrations/0300_mcp_catalog.js";
 
 /**
  * Migrations are written once for both dialects: only types both understand
@@ -179,7 +180,9 @@ function migrations(dialect: Dialect): Record<string, Migration> {
  * owning module's range (0100 access, 0200 agent and join, 0300 MCP, 0400 LLM, 0500
  * database, 0600 identity). Add the file and one line here.
  */
-const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {};
+const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {
+  "0300_mcp_catalog": mcpCatalog,
+};
 
 export function migrationProvider(dialect: Dialect): MigrationProvider {
   return {

@@ -127,6 +127,42 @@ export interface AuditCheckpointTable {
   created_at: number;
 }
 
+export interface McpServerTable {
+  name: string;
+  transport: "stdio" | "http" | "sse";
+  command: string | null;
+  url: string | null;
+  labels: string;
+  owner: string;
+  stateless: number;
+  drift_mode: "hide" | "alert";
+  secret_action: "block" | "redact" | "flag";
+  created_at: number;
+  created_by: string;
+}
+
+export interface McpServerSecretTable {
+  server: string;
+  kind: "env" | "header";
+  name: string;
+  value: string;
+}
+
+export interface McpDefinitionTable {
+  id: string;
+  server: string;
+  kind: "tool" | "prompt" | "resource";
+  name: string;
+  hash: string;
+  definition: string;
+  status: "approved" | "pending" | "rejected";
+  findings: string;
+  first_seen_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  previous_hash: string | null;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -139,4 +175,7 @@ export interface Database {
   audit_events: AuditEventTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointTable;
+  mcp_servers: McpServerTable;
+  mcp_server_secrets: McpServerSecretTable;
+  mcp_definitions: McpDefinitionTable;
 }
