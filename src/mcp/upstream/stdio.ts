@@ -23,6 +23,9 @@ export class StdioUpstream implements Upstream {
   private bufferedBytes = 0;
   private stderrTail = "";
   closed = false;
+  private markExited!: (reason: string) => void;
+  /** resolves once the process is gone, whoever ended it */
+  readonly exited = new Promise<string>((resolve) => (this.markExited = resolve));
   onUnsolicited: (message: InboundMessage) => void = () => undefined;
   onClose: (reason: string) => void = () => undefined;
 
@@ -100,6 +103,7 @@ export class StdioUpstream implements Upstream {
     if (this.closed) return;
     this.closed = true;
     this.peer.closeAll(reason);
+    this.markExited(reason);
     this.onClose(reason);
   }
 

@@ -1,0 +1,86 @@
+import { createRequire } from "node:module";
+import type { AddressInfo } from "node:net";
+import { rm } from "node:fs/promises";
+import Fastify, { type FastifyInstance } from "fastify";
+import { StoreAuditLog } from "../../src/audit/index.js";
+import { DefinitionPins, McpCatalog, McpProxy, type NewMcpServer, type ProxyLimits, registerMcpRoutes } from "../../src/mcp/index.js";
+import type { AccessGate, GateDecision, GateRequest } from "../../src/policy/index.js";
+import { Store } from "../../src/store/index.js";
+import { tempDir } from "./backends.js";
+
+const require = createRequire(import.meta.url);
+export const EVERYTHING_BIN = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
+export const FILESYSTEM_BIN = require.resolve("@modelcontextprotocol/server-filesystem/dist/index.js");
+
+/**
+ * A stand-in for the access layer in proxy-only tests: allows everything except the
+ * rules given, records every request it was asked.
+ */
+export class TestGate implements AccessGate {
+  readonly requests: GateRequest[] = [];
+  deny = new Set<string>();
+  approval = new Map<string, "pending" | "approved">();
+
+  async authorize(request: GateRequest): Promise<GateDecision> {
+    this.requests.push(request);
+    const resource = request.resource.kind === "mcp" ? `mcp:${request.resource.server}/${request.resource.item === "tool" ? "" : `${request.resource.item}:`}${request.resource.name}` : "other";
+    const principal = { kind: "agent" as const, name: request.caller.agent ?? "x", spiffeId: request.caller.spiffeId, roles: [], labels: {} };
+    if (this.deny.has(resource)) return { allow: false, reasons: [`denied: test policy does not allow ${resource}`], obligations: [], policyIds: ["test"], principal, deniedBy: "agent_roles" };
+    const approval = this.approval.get(resource);
+    if (approval === "pending" && request.action === "mcp.tools/call") return { allow: false, reasons: [`approval required for ${resource}`], obligations: [{ kind: "approval_required", rule: "test" }], policyIds: ["test"], principal, accessRequest: { id: "ar_test1", status: "pending" }, deniedBy: "approval" };
+    return { allow: true, reasons: [`allowed: test policy allows ${resource}`], obligations: [], policyIds: ["test"], principal };
+  }
+}
+
+export interface ProxyHarness {
+  url: string;
+  proxy: McpProxy;
+  catalog: McpCatalog;
+  pins: DefinitionPins;
+  store: Store;
+  audit: StoreAuditLog;
+  gate: TestGate;
+  app: FastifyInstance;
+  addServer(server: Omit<NewMcpServer, "owner"> & { owner?: string }): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The proxy mounted on a plain loopback listener, callers named by an `x-test-agent` header (tests only). */
+export async function startProxyHarness(limits: Partial<ProxyLimits> = {}): Promise<ProxyHarness> {
+  const dataDir = await tempDir("mandate-mcp-");
+  const store = await Store.open({ dataDir });
+  const audit = new StoreAuditLog(store);
+  const catalog = new McpCatalog(store);
+  const pins = new DefinitionPins(store, audit);
+  const gate = new TestGate();
+  const proxy = new McpProxy({ catalog, pins, gate, audit, limits });
+  const app = Fastify({ logger: false, forceCloseConnections: true });
+  registerMcpRoutes(app, {
+    proxy,
+    async authenticate(request) {
+      const agent = String(request.headers["x-test-agent"] ?? "tester");
+      return { caller: { kind: "agent", spiffeId: `spiffe://test.local/agent/${agent}`, agent, via: "jwt-svid", notAfter: new Date(Date.now() + 3600_000) }, address: request.ip };
+    },
+  });
+  await app.listen({ host: "127.0.0.1", port: 0 });
+  const port = (app.server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    proxy,
+    catalog,
+    pins,
+    store,
+    audit,
+    gate,
+    app,
+    async addServer(server) {
+      await catalog.add({ owner: "alice", ...server }, "spiffe://test.local/mandate/admin");
+    },
+    async close() {
+      await proxy.close();
+      await app.close();
+      await store.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
