@@ -25,6 +25,9 @@ import { type CallerCredentials, type ClientReply, DEFAULT_LIMITS, type ProxyLim
 import { LEGACY_VERSIONS, MODERN_VERSION, PROXY_INFO, UpstreamPool, modernEnvelope } from "./upstream/pool.js";
 import type { InboundMessage, Upstream } from "./upstream/types.js";
 
+/** Where the proxy's own upstream requests (a definition refresh) answer to: nobody. */
+const SILENT_REPLY: ClientReply = { event: () => undefined, finish: () => undefined, closed: false, onClose: () => undefined };
+
 /** MCP tool names (2025-11-25): 1–128 of A–Z a–z 0–9 _ - . — nothing that could be a path. */
 export const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
@@ -667,6 +670,12 @@ export class McpProxy {
       void this.serverRequest(conversation, message as JsonRpcRequest, undefined);
       return;
     }
+    if (message.method === "notifications/progress") {
+      // Servers may send progress outside the request's stream; the token says whose it is.
+      const owner = conversation.inflight.get(message.params?.progressToken as JsonRpcId);
+      if (owner) this.related(conversation, owner, message);
+      return;
+    }
     if (conversation.downstream === "legacy") {
       if (message.method === "notifications/cancelled") {
         const upstreamId = message.params?.requestId;
@@ -809,7 +818,7 @@ export class McpProxy {
     let decision: GateDecision | undefined;
     let intentId: string | undefined;
     if (!plumbing) {
-      if (target.kind) await this.ensureDefinitionKnown(conversation, target.kind, target.name, credentials, reply);
+      if (target.kind) await this.ensureDefinitionKnown(conversation, target.kind, target.name, credentials);
       const pin = target.kind ? await this.options.pins.check(conversation.spec.server, target.kind, target.name) : undefined;
       // Arguments are data under one key: a field named like a context key cannot replace it.
       decision = await this.authorize(conversation, credentials, target.action, target.item, target.name, String(request.id), { args: isPlainObject(args) ? args : {} });
@@ -873,14 +882,14 @@ export class McpProxy {
   }
 
   /** A definition the proxy has never seen (a client that calls without listing): list it once before deciding. */
-  private async ensureDefinitionKnown(conversation: Conversation, kind: DefinitionKind, name: string, credentials: CallerCredentials, reply: ClientReply): Promise<void> {
+  private async ensureDefinitionKnown(conversation: Conversation, kind: DefinitionKind, name: string, credentials: CallerCredentials): Promise<void> {
     const current = await this.options.pins.check(conversation.spec.server, kind, name);
     if (current.visibility !== "unknown") return;
     const method = kind === "tool" ? "tools/list" : "prompts/list";
     let cursor: unknown;
     for (let page = 0; page < 20; page++) {
       const listing: JsonRpcRequest = { jsonrpc: "2.0", id: `mandate-refresh-${page}`, method, params: cursor === undefined ? {} : { cursor } };
-      const answer = await this.forward(conversation, listing, credentials, { ...reply, event: () => undefined, finish: () => undefined });
+      const answer = await this.forward(conversation, listing, credentials, SILENT_REPLY);
       if (isErrorResponse(answer)) return;
       const items = (Array.isArray(answer.result[kind === "tool" ? "tools" : "prompts"]) ? (answer.result[kind === "tool" ? "tools" : "prompts"] as unknown[]) : []).filter(isPlainObject);
       await this.options.pins.observe(conversation.spec.server, kind, kind === "tool" ? items.filter((t) => typeof t.name === "string" && TOOL_NAME.test(t.name)) : items, { session: conversation.id });

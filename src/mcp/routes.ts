@@ -95,7 +95,7 @@ export function registerMcpRoutes(app: FastifyInstance, deps: McpRouteDeps): voi
           await proxy.handleLegacy(server, undefined, message, credentials, out);
         }
       } catch (error) {
-        if (!(error instanceof RpcError)) request.log.error({ err: error }, "MCP proxy error");
+        if (!(error instanceof RpcError)) { request.log.error({ err: error }, "MCP proxy error"); if (process.env.MCP_DEBUG) console.error(error); }
         out.fail(error instanceof RpcError ? error : new RpcError(RpcCode.INTERNAL_ERROR, "internal error"), id);
       }
     });
