@@ -867,6 +867,10 @@ export class McpProxy {
         else if (action === "redact") result = { ...answer, id: request.id, result: scanned.redacted as Record<string, unknown> };
       }
     }
+    if (conversation.downstream === "modern" && !isErrorResponse(result) && result.result.resultType === undefined) {
+      // A 2025-era server omits it; a 2026-07-28 client requires it.
+      result = { ...result, result: { ...result.result, resultType: "complete" } };
+    }
     reply.finish(result);
     if (plumbing) return;
     const isError = isErrorResponse(result) || (result as JsonRpcResult).result?.isError === true;
