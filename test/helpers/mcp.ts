@@ -136,3 +136,28 @@ export async function eventually<T>(check: () => Promise<T> | T, timeoutMs = 20_
     }
   }
 }
+
+/**
+ * A fetch for SDK transports that trusts a private CA and can present a client
+ * certificate (Node's global fetch takes neither per call).
+ */
+export function fetchWithTls(tls: { ca: string; cert?: string; key?: string }): typeof fetch {
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const https = await import("node:https");
+    const { Readable } = await import("node:stream");
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    const body = init?.body === undefined || init.body === null ? undefined : typeof init.body === "string" ? init.body : Buffer.from(await new Response(init.body).arrayBuffer());
+    return new Promise<Response>((resolve, reject) => {
+      const req = https.request(url, { method: init?.method ?? "GET", headers: Object.fromEntries(headers.entries()), ca: tls.ca, cert: tls.cert, key: tls.key, agent: false }, (res) => {
+        const responseHeaders = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) responseHeaders.set(k, Array.isArray(v) ? v.join(", ") : v);
+        const status = res.statusCode ?? 500;
+        resolve(new Response(status === 202 || status === 204 ? null : (Readable.toWeb(res) as ReadableStream), { status, headers: responseHeaders }));
+      });
+      req.on("error", reject);
+      init?.signal?.addEventListener("abort", () => req.destroy(new Error("aborted")), { once: true });
+      req.end(body);
+    });
+  }) as typeof fetch;
+}
