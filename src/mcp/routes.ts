@@ -63,7 +63,7 @@ export function registerMcpRoutes(app: FastifyInstance, deps: McpRouteDeps): voi
       }
     };
 
-    scope.post<{ Params: { server: string } }>("/mcp/:server", async (request, reply) => {
+    const post = async (request: FastifyRequest<{ Params: { server: string } }>, reply: FastifyReply) => {
       if (!originAllowed(request)) return reply.status(403).type("application/json").send(errorResponse(null, RpcCode.INVALID_REQUEST, "Origin not allowed"));
       const credentials = await authenticate(request, reply);
       if (!credentials) return reply;
@@ -98,9 +98,10 @@ export function registerMcpRoutes(app: FastifyInstance, deps: McpRouteDeps): voi
         if (!(error instanceof RpcError)) { request.log.error({ err: error }, "MCP proxy error"); if (process.env.MCP_DEBUG) console.error(error); }
         out.fail(error instanceof RpcError ? error : new RpcError(RpcCode.INTERNAL_ERROR, "internal error"), id);
       }
-    });
+      return reply;
+    };
 
-    scope.get<{ Params: { server: string } }>("/mcp/:server", async (request, reply) => {
+    const get = async (request: FastifyRequest<{ Params: { server: string } }>, reply: FastifyReply) => {
       const sessionId = header(request, "mcp-session-id");
       if (sessionId === undefined) return reply.status(405).header("allow", "POST").type("application/json").send(errorResponse(null, RpcCode.INVALID_REQUEST, "no GET stream without a 2025-era session; 2026-07-28 clients use subscriptions/listen"));
       if (!originAllowed(request)) return reply.status(403).send();
@@ -117,9 +118,10 @@ export function registerMcpRoutes(app: FastifyInstance, deps: McpRouteDeps): voi
       const out = new HttpReply(reply.raw, true);
       out.openStream();
       proxy.attachListenStream(conversation, out);
-    });
+      return reply;
+    };
 
-    scope.delete<{ Params: { server: string } }>("/mcp/:server", async (request, reply) => {
+    const remove = async (request: FastifyRequest<{ Params: { server: string } }>, reply: FastifyReply) => {
       const sessionId = header(request, "mcp-session-id");
       if (sessionId === undefined) return reply.status(405).header("allow", "POST").send();
       const credentials = await authenticate(request, reply);
@@ -131,6 +133,13 @@ export function registerMcpRoutes(app: FastifyInstance, deps: McpRouteDeps): voi
         return reply.status(rpc.httpStatus).type("application/json").send(rpc.toResponse(null));
       }
       return reply.status(200).send();
-    });
+    };
+
+    // `/mcp/<server>/mcp` too: some clients (the MCP Inspector CLI 0.15) insist on a path ending in /mcp.
+    for (const path of ["/mcp/:server", "/mcp/:server/mcp"]) {
+      scope.post(path, post);
+      scope.get(path, get);
+      scope.delete(path, remove);
+    }
   });
 }
