@@ -43,4 +43,22 @@ describe("MCP proxy, 2025-era client to a 2025-era stdio server (official SDK v1
       await client.close();
     }
   }, 60_000);
+
+  it("an approval-required call answers with an MCP error naming the access request; after approval the same call passes", async () => {
+    h.gate.approval.set("mcp:everything/get-sum", "pending");
+    const client = await proxiedClient(h, "everything");
+    try {
+      const refused = await client.callTool({ name: "get-sum", arguments: { a: 1, b: 1 } }).then(
+        () => undefined,
+        (error: { code?: number; message: string; data?: { accessRequest?: { id: string } } }) => error,
+      );
+      expect(refused?.code).toBe(-32011);
+      expect(refused?.message).toMatch(/approval required .*access request ar_test1 is pending/);
+      expect(refused?.data?.accessRequest?.id).toBe("ar_test1");
+      h.gate.approval.set("mcp:everything/get-sum", "approved");
+      expect(await client.callTool({ name: "get-sum", arguments: { a: 1, b: 1 } })).toMatchObject({ content: [{ type: "text" }] });
+    } finally {
+      await client.close();
+    }
+  }, 60_000);
 });

@@ -123,18 +123,27 @@ export class HttpUpstream implements Upstream {
         throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the MCP server ended the session");
       }
       let answer: JsonRpcResponse | undefined;
-      await this.readMessages(exchange, (inbound) => {
+      let answered!: () => void;
+      const gotAnswer = new Promise<void>((resolve) => (answered = resolve));
+      const reading = this.readMessages(exchange, (inbound) => {
         if (isResponse(inbound)) {
-          if (inbound.id === message.id) {
+          if (inbound.id === message.id && answer === undefined) {
             answer = inbound;
-            exchange.response.destroy();
+            answered();
           }
           return;
         }
         hooks.onRelated(inbound as InboundMessage);
-      }).catch((error: unknown) => {
+      });
+      await Promise.race([gotAnswer, reading]).catch((error: unknown) => {
         if (answer === undefined) throw error;
       });
+      if (answer) {
+        // The stream should end right after the answer; keep the connection for reuse, but not forever.
+        const linger = setTimeout(() => exchange.response.destroy(), 10_000);
+        linger.unref();
+        void reading.catch(() => undefined).finally(() => clearTimeout(linger));
+      }
       if (answer) return answer;
       if (exchange.status >= 400) throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server answered HTTP ${exchange.status} without a JSON-RPC response`, { httpStatus: exchange.status });
       throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the MCP server closed the stream before answering");
