@@ -28,21 +28,44 @@ export function decisionOf(decision: GateDecision | undefined): AuditEventInput[
 
 /**
  * The proxy's audit writer. Intents that must be durable before the proxy acts are
- * awaited (group commit batches concurrent ones into one fsync); everything else is
- * appended without holding the caller, and a failure to record is reported through
- * `onError`, after which intents keep failing closed on their own.
+ * awaited; group commit batches concurrent ones into one fsync. Everything else
+ * (outcomes, list records) is queued and written with the next intent's batch, or
+ * within `lingerMs` when no intent comes, so a caller waiting on its intent never also
+ * waits for the previous call's outcome to be committed first. A failure to record is
+ * reported through `onError`; intents keep failing closed on their own.
  */
 export class McpAuditWriter {
+  private queued: AuditEventInput[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly log: AuditLog,
     private readonly onError: (error: unknown, event: AuditEventInput) => void,
+    private readonly lingerMs = 20,
+    private readonly maxQueued = 512,
   ) {}
 
   durable(event: AuditEventInput): Promise<AuditEvent> {
+    // Same event-loop turn, so the queued records share the intent's commit (and precede it).
+    void this.flush();
     return this.log.append(event);
   }
 
   record(event: AuditEventInput): void {
-    this.log.append(event).catch((error: unknown) => this.onError(error, event));
+    this.queued.push(event);
+    if (this.queued.length >= this.maxQueued) void this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => void this.flush(), this.lingerMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes what is queued; resolves once each record is committed or reported as failed. */
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.queued;
+    this.queued = [];
+    await Promise.all(batch.map((event) => this.log.append(event).catch((error: unknown) => this.onError(error, event))));
   }
 }

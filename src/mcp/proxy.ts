@@ -243,6 +243,7 @@ export class McpProxy {
   async close(): Promise<void> {
     clearInterval(this.reaper);
     await this.closeAll();
+    await this.audit.flush();
   }
 
   // ---------------------------------------------------------------- upstream
@@ -478,6 +479,15 @@ export class McpProxy {
     if (!pending) return;
     conversation.serverRequests.delete(String(message.id));
     clearTimeout(pending.timer);
+    this.audit.record({
+      type: "mcp.request",
+      code: isErrorResponse(message) ? "CLIENT_ERROR" : "OK",
+      actor: actorOf(conversation.credentials),
+      correlation: { session: conversation.id, request: String(message.id) },
+      target: { server: conversation.spec.server.name, method: `${pending.method} (response)` },
+      outcome: { status: isErrorResponse(message) ? "error" : "ok" },
+      details: { direction: "client-to-server", response: isErrorResponse(message) ? message.error : message.result },
+    });
     if (pending.resolve) return pending.resolve(message);
     if (pending.upstream && pending.upstreamId !== undefined) {
       pending.upstream.send({ ...message, id: pending.upstreamId }).catch((error: unknown) => this.log("relaying a client response failed", error));
@@ -872,7 +882,10 @@ export class McpProxy {
       result = { ...result, result: { ...result.result, resultType: "complete" } };
     }
     reply.finish(result);
-    if (plumbing) return;
+    if (plumbing) {
+      this.audit.record(this.event(conversation, credentials, request, undefined, { status: isErrorResponse(result) ? "error" : "ok", latencyMs: performance.now() - started }, {}));
+      return;
+    }
     const isError = isErrorResponse(result) || (result as JsonRpcResult).result?.isError === true;
     this.audit.record({
       ...this.event(conversation, credentials, request, decision, { status: isError ? "error" : "ok", ...(isError ? { error: isErrorResponse(result) ? String(result.error.code) : "TOOL_ERROR" } : {}), latencyMs: performance.now() - started }, {
