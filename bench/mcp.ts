@@ -1,4 +1,5 @@
 import { type ChildProcess, fork, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
@@ -87,17 +88,24 @@ try {
   children.push(await startProcess(process.execPath, [MCP_PROXY, "--port", String(proxyPort), "--host", "127.0.0.1", "--server", "stream", "--no-eventStore", "--", process.execPath, EVERYTHING, "stdio"], {}, /starting server on port/i));
   const reference = `http://127.0.0.1:${proxyPort}/mcp`;
 
-  const plane = await startControlPlane({ dataDir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
-  plane.context.access = allow;
-  const d = ["node", "mandate", "--data-dir", dataDir];
-  await runCli([...d.slice(0, 2), "mcp", "servers", "add", "http", "--url", upstream, "--owner", "bench", "--data-dir", dataDir], quiet);
-  await runCli([...d.slice(0, 2), "mcp", "servers", "add", "stdio", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--owner", "bench", "--data-dir", dataDir], quiet);
-  const out: string[] = [];
-  await runCli(["node", "mandate", "agents", "add", "bench-agent", "--data-dir", dataDir, "--format", "json"], { out: (t) => out.push(t), err: quiet.err });
-  const creds = join(dataDir, "agent-creds");
-  await runCli(["node", "mandate", "daemon", "--auth-server", plane.url, "--join-token", JSON.parse(out.join("")).token, "--out", creds, "--oneshot"], quiet);
-  const c = (await readCredentials(creds))!;
-  const tls = { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem };
+  const plane = await startPlane(dataDir);
+  const tls = plane.tls;
+  // The same proxy with its data directory on tmpfs, where fsync is nearly free: what the proxy costs apart from the disk.
+  const shmDir = existsSync("/dev/shm") ? await mkdtemp(join("/dev/shm", "mandate-bench-mcp-")) : undefined;
+  const fast = shmDir ? await startPlane(shmDir) : undefined;
+
+  async function startPlane(dir: string) {
+    const started = await startControlPlane({ dataDir: dir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
+    started.context.access = allow;
+    await runCli(["node", "mandate", "mcp", "servers", "add", "http", "--url", upstream, "--owner", "bench", "--data-dir", dir], quiet);
+    await runCli(["node", "mandate", "mcp", "servers", "add", "stdio", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--owner", "bench", "--data-dir", dir], quiet);
+    const out: string[] = [];
+    await runCli(["node", "mandate", "agents", "add", "bench-agent", "--data-dir", dir, "--format", "json"], { out: (t) => out.push(t), err: quiet.err });
+    const creds = join(dir, "agent-creds");
+    await runCli(["node", "mandate", "daemon", "--auth-server", started.url, "--join-token", JSON.parse(out.join("")).token, "--out", creds, "--oneshot"], quiet);
+    const c = (await readCredentials(creds))!;
+    return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem } });
+  }
 
   const line = (name: string, r: LoadResult, base?: LoadResult) =>
     `| ${name} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${base ? `${(r.p50 - base.p50).toFixed(2)} / ${(r.p99 - base.p99).toFixed(2)}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${r.failed} |`;
@@ -110,6 +118,11 @@ try {
     results[`c${concurrency}`] = { direct, mandate, referenceStdio, mandateStdio };
     rows.push(line(`A. direct to Streamable HTTP server, ${concurrency} client(s)`, direct));
     rows.push(line(`A. through Mandate (mTLS, gate, durable audit), ${concurrency}`, mandate, direct));
+    if (fast) {
+      const onTmpfs = await load(`${fast.url}/mcp/http`, concurrency, fast.tls);
+      (results[`c${concurrency}`] as Record<string, unknown>).mandateTmpfs = onTmpfs;
+      rows.push(line(`A. through Mandate, data directory on tmpfs, ${concurrency}`, onTmpfs, direct));
+    }
     rows.push(line(`B. stdio server via mcp-proxy (no auth, no audit), ${concurrency}`, referenceStdio));
     rows.push(line(`B. stdio server via Mandate (mTLS, gate, durable audit), ${concurrency}`, mandateStdio, referenceStdio));
     for (const r of [direct, mandate, referenceStdio, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
@@ -142,6 +155,8 @@ try {
   results.idleSession = { sessions: proxy.sessionCount - startCount, bytesPerSession: Math.round(perSession), measuredWithGc: Boolean(gc) };
   rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${proxy.sessionCount - startCount} sessions${gc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
   await plane.close();
+  await fast?.close();
+  if (shmDir) await rm(shmDir, { recursive: true, force: true });
 } finally {
   for (const child of children) child.kill("SIGTERM");
   await rm(dataDir, { recursive: true, force: true });
