@@ -121,6 +121,7 @@ describe("hostile input: clear JSON-RPC errors, no crash, bounded, recorded", ()
     expect(statuses.filter((s) => s === 429)).toHaveLength(900);
     const refused = await raw(url, init(5000), { "x-test-agent": "flooder" });
     expect(refused.body.error.message).toMatch(/already holds 100 MCP sessions/);
+    await eventually(async () => expect((await h.audit.list({ type: "mcp.session.open", limit: 2000 })).filter((e) => e.code === "TOO_MANY_SESSIONS").length).toBeGreaterThanOrEqual(901));
     // Another caller is not starved by the flooder.
     expect((await raw(url, init(1), { "x-test-agent": "someone-else" })).status).toBe(200);
     const grown = process.memoryUsage().heapUsed - before;

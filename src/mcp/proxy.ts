@@ -162,10 +162,22 @@ export class McpProxy {
   }
 
   private async openSession(server: string, credentials: CallerCredentials, downstream: "legacy" | "modern", callerKey: string): Promise<Conversation> {
-    const spec = await this.options.catalog.upstream(server).catch(() => {
-      throw new RpcError(RpcCode.INVALID_PARAMS, `no MCP server ${JSON.stringify(server)} in the catalog`, undefined, 404);
-    });
-    this.reserve(credentials);
+    try {
+      const spec = await this.options.catalog.upstream(server).catch(() => {
+        throw new RpcError(RpcCode.INVALID_PARAMS, `no MCP server ${JSON.stringify(server)} in the catalog`, undefined, 404);
+      });
+      this.reserve(credentials);
+      return this.createSession(spec, credentials, downstream, callerKey);
+    } catch (error) {
+      // Refusals are evidence too (a flood of sessions, a probe for server names).
+      const rpc = error as RpcError;
+      this.audit.record({ type: "mcp.session.open", code: rpc.code === RpcCode.TOO_MANY_SESSIONS ? "TOO_MANY_SESSIONS" : "NOT_FOUND", actor: actorOf(credentials), target: { server: server.slice(0, 64) }, outcome: { status: "error", error: String(rpc.code), message: rpc.message } });
+      throw error;
+    }
+  }
+
+  private createSession(spec: UpstreamSpec, credentials: CallerCredentials, downstream: "legacy" | "modern", callerKey: string): Conversation {
+    const server = spec.server.name;
     const id = `mcps_${randomBytes(18).toString("base64url")}`;
     const conversation = new Conversation(id, spec, downstream, credentials, this.now(), callerKey);
     if (downstream === "legacy") this.sessions.set(id, conversation);
