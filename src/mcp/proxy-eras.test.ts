@@ -113,4 +113,20 @@ describe("both protocol eras, in every combination", () => {
       await client.close();
     }
   }, 60_000);
+
+  it("subscriptions/listen: acknowledged with the client's own subscription id, from either kind of server", async () => {
+    for (const server of ["modern", "everything"]) {
+      const controller = new AbortController();
+      const body = { jsonrpc: "2.0", id: `sub-${server}`, method: "subscriptions/listen", params: { _meta: envelope, notifications: { toolsListChanged: true } } };
+      const response = await fetch(`${h.url}/mcp/${server}`, { method: "POST", signal: controller.signal, headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28", "mcp-method": "subscriptions/listen" }, body: JSON.stringify(body) });
+      expect(response.headers.get("content-type")).toContain("text/event-stream");
+      const reader = response.body!.getReader();
+      let text = "";
+      while (!text.includes("\n\n")) text += new TextDecoder().decode((await reader.read()).value);
+      const ack = JSON.parse(text.split("\n").find((l) => l.startsWith("data: "))!.slice(6));
+      expect(ack.method, server).toBe("notifications/subscriptions/acknowledged");
+      expect(ack.params._meta["io.modelcontextprotocol/subscriptionId"], server).toBe(`sub-${server}`);
+      controller.abort();
+    }
+  }, 60_000);
 });
