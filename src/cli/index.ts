@@ -6,6 +6,7 @@ import { registerCa } from "./commands/ca.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
 import { registerJoins } from "./commands/joins.js";
 import { registerLocks } from "./commands/locks.js";
+import { registerMcp } from "./commands/mcp.js";
 import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
 import { type Io, type OutputFormat, printError, processIo } from "./output.js";
@@ -37,6 +38,7 @@ Getting started:
   registerDaemon(program, io);
   registerSvid(program, io);
   registerRun(program, io, context);
+  registerMcp(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }

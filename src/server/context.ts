@@ -1,6 +1,8 @@
 import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import type { AttestedJoinService, JoinRuleRegistry, TokenJoinService } from "../join/index.js";
+import type { DefinitionPins, McpCatalog, McpProxy } from "../mcp/index.js";
+import type { AccessGate } from "../policy/index.js";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
 import type { WorkloadAuthenticator } from "./workload-auth.js";
@@ -21,6 +23,10 @@ export interface ServerContext {
   auth: CallerAuthenticator;
   /** mTLS or JWT-SVID callers of the proxies, with the delegation token they present. */
   workloadAuth: WorkloadAuthenticator;
+  /** The access layer; every proxy decision goes through it (absent: proxies deny everything). */
+  access?: AccessGate;
+  /** The MCP catalog, definition pins and proxy. */
+  mcp?: { catalog: McpCatalog; pins: DefinitionPins; proxy: McpProxy };
   /** Set once the listener is up. */
   checkpointer?: AuditCheckpointer;
   settings: {

@@ -6,6 +6,9 @@ import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, St
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SERVER_PATH, SignatureVerifierPool, SvidService, SvidVerifier, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import { AttestedJoinService, DEFAULT_JOIN_TOKEN_TTL_MS, JoinRuleRegistry, JoinTokenVerifier, TokenJoinService } from "../join/index.js";
+import { DefinitionPins, McpCatalog, McpProxy, type ProxyLimits, registerMcpRoutes } from "../mcp/index.js";
+import { registerMcpAdminRoutes } from "../mcp/admin-routes.js";
+import type { AccessGate } from "../policy/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
 import { claimDataDir } from "./data-dir-lock.js";
@@ -51,6 +54,8 @@ export interface ControlPlaneOptions {
   auditCheckpointEvents?: number | undefined;
   /** …or this often when the log grew (default 60 s). */
   auditCheckpointIntervalMs?: number | undefined;
+  /** MCP proxy limits (sessions, processes, timeouts, message size). */
+  mcpLimits?: Partial<ProxyLimits> | undefined;
   /** Extra audiences a JWT-SVID may name to be accepted by the proxies. */
   proxyAudiences?: string[] | undefined;
   now?: () => number;
@@ -120,6 +125,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       now,
     };
 
+    // The gate is looked up per call, so the access layer can be wired in after the proxies.
+    const unconfigured: AccessGate = {
+      authorize: async (request) => ({
+        allow: false,
+        reasons: ["denied: no access layer is configured in this control plane"],
+        obligations: [],
+        policyIds: [],
+        principal: { kind: "agent", name: request.caller.agent ?? request.caller.spiffeId, spiffeId: request.caller.spiffeId, roles: [], labels: {} },
+      }),
+    };
+    const mcpCatalog = new McpCatalog(store, now);
+    const mcpPins = new DefinitionPins(store, audit, now);
+    const mcpProxy = new McpProxy({ catalog: mcpCatalog, pins: mcpPins, gate: { authorize: (request) => (context.access ?? unconfigured).authorize(request) }, audit, limits: options.mcpLimits, now });
+    context.mcp = { catalog: mcpCatalog, pins: mcpPins, proxy: mcpProxy };
+
     const names = serverCertificateNames(listen.host, publicAddrs.map((a) => a.host));
     let serverCert = await issueControlPlaneCertificate(authority, store, "server", names, SERVER_CERT_TTL_MS, now());
     const app = Fastify({
@@ -143,6 +163,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerAdminRoutes(app, context);
     registerWorkloadRoutes(app, context);
     registerJoinRoutes(app, context);
+    registerMcpAdminRoutes(app, context);
+    registerMcpRoutes(app, {
+      proxy: mcpProxy,
+      authenticate: async (request) => ({ ...(await context.workloadAuth.authenticate(request, "mcp.request")), address: request.ip }),
+    });
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;
     // Local commands dial the listener directly; tokens and printed commands use the public address.
@@ -241,6 +266,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       maintain,
       async close() {
         clearInterval(timer);
+        await mcpProxy.close();
         for (const exporter of exporters) await exporter.stop();
         checkpointer.stop();
         clearInterval(retentionTimer);

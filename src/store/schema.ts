@@ -144,6 +144,20 @@ export interface JoinRuleTable {
   created_by: string;
 }
 
+export interface McpServerTable {
+  name: string;
+  transport: "stdio" | "http" | "sse";
+  command: string | null;
+  url: string | null;
+  labels: string;
+  owner: string;
+  stateless: number;
+  drift_mode: "hide" | "alert";
+  secret_action: "block" | "redact" | "flag";
+  created_at: number;
+  created_by: string;
+}
+
 export interface JoinTokenUseTable {
   /** "sha256:<token hash>" or "jti:<hash of issuer and jti>". */
   key: string;
@@ -151,6 +165,28 @@ export interface JoinTokenUseTable {
   instance_id: string;
   used_at: number;
   expires_at: number;
+}
+
+export interface McpServerSecretTable {
+  server: string;
+  kind: "env" | "header";
+  name: string;
+  value: string;
+}
+
+export interface McpDefinitionTable {
+  id: string;
+  server: string;
+  kind: "tool" | "prompt" | "resource";
+  name: string;
+  hash: string;
+  definition: string;
+  status: "approved" | "pending" | "rejected";
+  findings: string;
+  first_seen_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  previous_hash: string | null;
 }
 
 export interface Database {
@@ -167,4 +203,7 @@ export interface Database {
   audit_checkpoints: AuditCheckpointTable;
   join_rules: JoinRuleTable;
   join_token_uses: JoinTokenUseTable;
+  mcp_servers: McpServerTable;
+  mcp_server_secrets: McpServerSecretTable;
+  mcp_definitions: McpDefinitionTable;
 }

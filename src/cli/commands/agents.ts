@@ -12,7 +12,7 @@ interface TokenResponse {
   authServer: string;
 }
 
-function parseLabels(values: string[] | undefined): Record<string, string> {
+export function parseLabels(values: string[] | undefined): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const value of values ?? []) {
     for (const pair of value.split(",")) {
