@@ -141,6 +141,7 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
   it("a model the caller may not use is refused in the caller's wire format, saying why, and never reaches the provider", async () => {
     gate.requests.length = 0;
     const restricted = testGate(() => plane, { models: ["gpt-4.1-mini"], deny: ["claude-sonnet-4-5"] });
+    const previous = plane.context.access;
     plane.context.access = restricted;
     try {
       const error = await anthropic.messages.create({ model: "claude-sonnet-4-5", max_tokens: 10, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
@@ -155,7 +156,7 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
       const denied = (await plane.context.audit.list({ type: "llm.request", decision: "deny" }))[0]!;
       expect(denied.decision!.reasons[0]).toContain("llm:text-embedding-3-small");
     } finally {
-      delete plane.context.access;
+      plane.context.access = previous;
     }
   });
 

@@ -23,6 +23,8 @@ const AgentState = z.object({
   trustDomain: z.string(),
   expiresAt: z.string(),
   serial: z.string(),
+  /** The agent's workload selectors as of the last join or renewal. */
+  selectors: z.array(z.string()).default([]),
 });
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -36,6 +38,7 @@ export interface SvidResponse {
   bundleSequence: number;
   bundlePem: string;
   jwtBundle: object;
+  selectors?: string[];
 }
 
 export interface AgentCredentials {
@@ -61,6 +64,7 @@ export async function writeCredentials(dir: string, response: SvidResponse, keyP
     trustDomain: response.trustDomain,
     expiresAt: response.expiresAt,
     serial: response.serial,
+    selectors: response.selectors ?? [],
   };
   await writeFileAtomic(join(dir, CREDENTIAL_FILES.bundle), response.bundlePem, 0o644);
   await writeFileAtomic(join(dir, CREDENTIAL_FILES.jwtBundle), `${JSON.stringify(response.jwtBundle, null, 2)}\n`, 0o644);

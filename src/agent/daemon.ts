@@ -7,11 +7,20 @@ import { certToPem } from "../identity/x509-util.js";
 import { type AgentCredentials, type AgentState, type SvidResponse, readCredentials, writeCredentials } from "./credential-dir.js";
 import { generateKeyAndCsr } from "./csr.js";
 
+/** How a daemon without credentials joins: a Mandate join token, or a token its platform minted. */
+export type JoinMethod = "token" | "kubernetes" | "github" | "oidc";
+
 export interface DaemonOptions {
   outDir: string;
   authServer?: string | undefined;
   joinToken?: string | undefined;
   caPin?: string | undefined;
+  /** Default "token". The others read a platform token with `readPlatformToken` and need `caPin`. */
+  joinMethod?: JoinMethod | undefined;
+  /** Where the platform token is read from at join time (a projected token file is refreshed by the kubelet). */
+  readPlatformToken?: (() => Promise<string>) | undefined;
+  /** Chooses the agent when the platform token matches join rules of several. */
+  agent?: string | undefined;
   oneshot?: boolean;
   version?: string;
   log?: (message: string) => void;
@@ -31,6 +40,15 @@ export async function obtainSvid(options: DaemonOptions): Promise<{ state: Agent
     }
     return { state: await renewSvid(options.outDir, existing), joined: false };
   }
+  const method = options.joinMethod ?? "token";
+  if (method !== "token") {
+    if (!options.authServer) throw new MandateError("INVALID_ARGUMENT", "--auth-server is required to join");
+    if (!options.caPin) throw new MandateError("INVALID_ARGUMENT", `--ca-pin is required with --join-method ${method}: a platform token carries no pin of Mandate's CA (\`mandate joins add\` prints it)`);
+    if (!options.readPlatformToken) throw new MandateError("INVALID_ARGUMENT", `--join-method ${method} needs --token-file or --token-env`);
+    const token = (await options.readPlatformToken()).trim();
+    const body = { method, token, ...(options.agent ? { agent: options.agent } : {}) };
+    return { state: await joinControlPlane(options.outDir, options.authServer, parseCaPin(options.caPin), body, options.version), joined: true };
+  }
   if (!options.joinToken) {
     throw new MandateError(
       "UNAUTHENTICATED",
@@ -47,11 +65,16 @@ export async function joinWithToken(outDir: string, authServer: string, token: s
   if (caPinOption && caPin !== tokenPin) {
     throw new MandateError("CA_PIN_MISMATCH", `--ca-pin ${caPin} differs from the pin carried by the join token (${tokenPin}); check which one the admin gave you`);
   }
+  return joinControlPlane(outDir, authServer, caPin, { token }, version);
+}
+
+/** First contact: verify the server's CA against the pin, then send the join with a key made here. */
+async function joinControlPlane(outDir: string, authServer: string, caPin: string, body: Record<string, string>, version = AGENT_VERSION): Promise<AgentState> {
   const root = await fetchPinnedRoot(authServer, caPin);
   const { keyPem, csrPem } = await generateKeyAndCsr();
   const client = new MandateClient(authServer, { caPem: certToPem(root.raw) });
   try {
-    const response = await client.request<SvidResponse>("POST", "/v1/join", { token, csr: csrPem, hostname: hostname(), version });
+    const response = await client.request<SvidResponse>("POST", "/v1/join", { ...body, csr: csrPem, hostname: hostname(), version });
     return await writeCredentials(outDir, response, keyPem, authServer, caPin);
   } finally {
     client.close();
@@ -93,10 +116,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     try {
       const current = await readCredentials(options.outDir);
       if (!current) throw new MandateError("UNAUTHENTICATED", `credentials in ${options.outDir} disappeared`);
-      state = await renewSvid(options.outDir, current);
+      // After an outage longer than the SVID's life, a platform token (refreshed by the kubelet or CI) can join anew.
+      const rejoin = current.notAfter.getTime() <= Date.now() && (options.joinMethod ?? "token") !== "token";
+      state = rejoin ? (await obtainSvid(options)).state : await renewSvid(options.outDir, current);
       failures = 0;
       await options.onRenewed?.();
-      log(`renewed ${state.spiffeId}; valid until ${state.expiresAt}`);
+      log(rejoin ? `the SVID had expired; joined again with a fresh ${options.joinMethod} token as ${state.spiffeId}; valid until ${state.expiresAt}` : `renewed ${state.spiffeId}; valid until ${state.expiresAt}`);
     } catch (error) {
       failures++;
       const code = (error as MandateError).code;

@@ -5,7 +5,9 @@ import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
 import { registerLlm } from "./commands/llm.js";
+import { registerJoins } from "./commands/joins.js";
 import { registerLocks } from "./commands/locks.js";
+import { registerMcp } from "./commands/mcp.js";
 import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
 import { registerUsage } from "./commands/usage.js";
@@ -31,6 +33,7 @@ Getting started:
     );
   registerStart(program, io, context);
   registerAgents(program, io);
+  registerJoins(program, io);
   registerLocks(program, io);
   registerCa(program, io);
   registerAudit(program, io);
@@ -39,6 +42,7 @@ Getting started:
   registerRun(program, io, context);
   registerLlm(program, io);
   registerUsage(program, io);
+  registerMcp(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }

@@ -36,6 +36,7 @@ export type MandateErrorCode =
   | "GUARDRAIL_BLOCKED"
   | "UPSTREAM_UNAVAILABLE"
   | "UPSTREAM_TIMEOUT"
+  | "JOIN_NOT_ALLOWED"
   | "INTERNAL";
 
 const HTTP_STATUS: Record<MandateErrorCode, number> = {
@@ -72,6 +73,7 @@ const HTTP_STATUS: Record<MandateErrorCode, number> = {
   GUARDRAIL_BLOCKED: 400,
   UPSTREAM_UNAVAILABLE: 502,
   UPSTREAM_TIMEOUT: 504,
+  JOIN_NOT_ALLOWED: 403,
   INTERNAL: 500,
 };
 

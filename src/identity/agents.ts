@@ -1,5 +1,6 @@
 import { MandateError } from "../errors/index.js";
 import type { AgentTable, Store } from "../store/index.js";
+import { normalizeSelectors } from "./selectors.js";
 import { agentSpiffeId, validateAgentName } from "./spiffe-id.js";
 
 export interface Agent {
@@ -7,6 +8,8 @@ export interface Agent {
   spiffeId: string;
   roles: string[];
   labels: Record<string, string>;
+  /** Workload selectors, all of which a local process must match to get this identity. */
+  selectors: string[];
   createdAt: string;
   createdBy: string;
 }
@@ -20,6 +23,7 @@ export function toAgent(row: AgentTable): Agent {
     spiffeId: row.spiffe_id,
     roles: JSON.parse(row.roles) as string[],
     labels: JSON.parse(row.labels) as Record<string, string>,
+    selectors: JSON.parse(row.selectors ?? "[]") as string[],
     createdAt: new Date(row.created_at).toISOString(),
     createdBy: row.created_by,
   };
@@ -48,7 +52,7 @@ export class AgentRegistry {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async create(input: { name: string; roles: string[]; labels: Record<string, string>; createdBy: string }): Promise<Agent> {
+  async create(input: { name: string; roles: string[]; labels: Record<string, string>; selectors?: string[]; createdBy: string }): Promise<Agent> {
     const name = validateAgentName(input.name);
     const row: AgentTable = {
       name,
@@ -57,6 +61,7 @@ export class AgentRegistry {
       labels: JSON.stringify(validateLabels(input.labels)),
       created_at: this.now(),
       created_by: input.createdBy,
+      selectors: JSON.stringify(normalizeSelectors(input.selectors ?? [])),
     };
     await this.store.transaction(async (tx) => {
       const existing = await tx.selectFrom("agents").select("name").where("name", "=", name).executeTakeFirst();
@@ -70,6 +75,14 @@ export class AgentRegistry {
     const row = await this.store.db.selectFrom("agents").selectAll().where("name", "=", name).executeTakeFirst();
     if (!row) throw new MandateError("NOT_FOUND", `no agent named ${JSON.stringify(name)}; see \`mandate agents ls\``);
     return toAgent(row);
+  }
+
+  /** Replaces the agent's selectors; daemons pick them up at their next renewal. */
+  async setSelectors(name: string, selectors: string[]): Promise<Agent> {
+    const normalized = normalizeSelectors(selectors);
+    const result = await this.store.db.updateTable("agents").set({ selectors: JSON.stringify(normalized) }).where("name", "=", name).executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) throw new MandateError("NOT_FOUND", `no agent named ${JSON.stringify(name)}; see \`mandate agents ls\``);
+    return this.get(name);
   }
 
   async list(): Promise<Agent[]> {

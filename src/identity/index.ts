@@ -8,6 +8,7 @@ export { X509SvidIssuer, CLOCK_SKEW_BACKDATE_MS, type IssuedX509Svid } from "./i
 export { LockRegistry, type Lock, type LockSubject } from "./locks.js";
 export { agentNameOf, agentSpiffeId, isSpiffeId, makeSpiffeId, parseSpiffeId, validateAgentName, validateTrustDomain, type SpiffeId } from "./spiffe-id.js";
 export { SvidService } from "./svid-service.js";
+export { formatSelector, normalizeSelectors, parseSelector, type Selector } from "./selectors.js";
 export { inspectCertificate } from "./x509-inspect.js";
 export { validateX509Svid } from "./x509-svid-validate.js";
 export { verifyJwtSvid } from "./jwt-svid.js";

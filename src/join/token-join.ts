@@ -1,8 +1,8 @@
-import { randomBytes } from "node:crypto";
 import type { AuditActor, AuditLog } from "../audit/index.js";
 import { MandateError, isMandateError } from "../errors/index.js";
 import { type AgentRegistry, type IssuedX509Svid, type LockRegistry, type TrustDomainAuthority, type X509SvidIssuer, assertCsrRequestsOnly, parseCsr } from "../identity/index.js";
 import type { Store } from "../store/index.js";
+import { enrollInstance, newInstanceId } from "./enroll.js";
 import { generateJoinToken, hashJoinSecret, parseJoinToken } from "./join-token.js";
 
 export interface JoinRequest {
@@ -86,7 +86,7 @@ export class TokenJoinService {
     const hostname = (request.hostname ?? "").slice(0, 253) || "unknown";
     const t = this.now;
     const hash = hashJoinSecret(secret);
-    const instanceId = `inst-${randomBytes(8).toString("hex")}`;
+    const instanceId = newInstanceId();
     const row = await this.deps.store.db.selectFrom("join_tokens").selectAll().where("token_hash", "=", hash).executeTakeFirst();
     if (!row) throw new MandateError("INVALID_JOIN_TOKEN", "unknown join token; ask an admin for a new one (`mandate agents tokens add NAME`)");
     if (row.used_at !== null) throw new MandateError("JOIN_TOKEN_USED", "this join token was already used; tokens are single-use");
@@ -105,39 +105,17 @@ export class TokenJoinService {
         .executeTakeFirst();
       if (Number(consumed.numUpdatedRows) !== 1) throw new MandateError("JOIN_TOKEN_USED", "this join token was already used; tokens are single-use");
     });
-    const svid = await this.deps.issuer.issue({
+    const svid = await enrollInstance({
+      issuer: this.deps.issuer,
+      agent,
       csr,
-      spiffeId: agent.spiffeId,
-      agentName: agent.name,
       instanceId,
+      method: "token",
+      hostname,
+      version: (request.version ?? "").slice(0, 64),
       ttlMs: this.deps.svidTtlMs,
-      generation: 1,
-      audit: (issued) => ({
-        type: "identity.join",
-        code: "OK",
-        actor: { ...actor, kind: "agent", spiffeId: agent.spiffeId, agent: agent.name, instance: instanceId },
-        target: { spiffeId: agent.spiffeId, serial: issued.serialHex, authority: issued.authorityId },
-        outcome: { status: "ok" },
-        details: { method: "token", hostname, notAfter: issued.notAfter.toISOString(), keyAlgorithm: csr.keyAlgorithm },
-      }),
-      writes: async (tx, issued) => {
-        await tx
-          .insertInto("instances")
-          .values({
-            id: instanceId,
-            agent_name: agent.name,
-            spiffe_id: agent.spiffeId,
-            hostname,
-            join_method: "token",
-            generation: 1,
-            created_at: t,
-            last_renewed_at: t,
-            svid_serial: issued.serialHex,
-            svid_expires_at: issued.notAfter,
-            version: (request.version ?? "").slice(0, 64),
-          })
-          .execute();
-      },
+      now: t,
+      actor,
     });
     return { instanceId, agent: agent.name, svid };
   }

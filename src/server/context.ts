@@ -1,8 +1,9 @@
 import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
-import type { TokenJoinService } from "../join/index.js";
-import type { LlmService } from "../llm/index.js";
+import type { AttestedJoinService, JoinRuleRegistry, TokenJoinService } from "../join/index.js";
+import type { DefinitionPins, McpCatalog, McpProxy } from "../mcp/index.js";
 import type { AccessGate } from "../policy/index.js";
+import type { LlmService } from "../llm/index.js";
 import type { Registry } from "prom-client";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
@@ -17,14 +18,19 @@ export interface ServerContext {
   audit: StoreAuditLog;
   agents: AgentRegistry;
   joins: TokenJoinService;
+  /** Join rules for token-less joins (Kubernetes, GitHub Actions, OIDC). */
+  joinRules?: JoinRuleRegistry;
+  attestedJoins?: AttestedJoinService;
   svids: SvidService;
   auth: CallerAuthenticator;
   /** mTLS or JWT-SVID callers of the proxies, with the delegation token they present. */
   workloadAuth: WorkloadAuthenticator;
+  /** The access layer; every proxy decision goes through it (absent: proxies deny everything). */
+  access?: AccessGate;
+  /** The MCP catalog, definition pins and proxy. */
+  mcp?: { catalog: McpCatalog; pins: DefinitionPins; proxy: McpProxy };
   /** Set once the listener is up. */
   checkpointer?: AuditCheckpointer;
-  /** The access gate every proxy asks (set by the access layer). */
-  access?: AccessGate;
   /** The LLM proxy, when it is enabled. */
   llm?: LlmService;
   /** Prometheus metrics every module registers on (served at GET /metrics). */

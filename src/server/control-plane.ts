@@ -5,11 +5,12 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { AuditCheckpointer, AuditExporter, checkpointFileSink, JsonlFileSink, StoreAuditLog, WebhookSink, pruneAuditLog } from "../audit/index.js";
 import { ADMIN_IDENTITY_FILE, writeIdentityFile } from "../client/identity-file.js";
 import { AgentRegistry, LockRegistry, SERVER_PATH, SignatureVerifierPool, SvidService, SvidVerifier, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
-import { DEFAULT_JOIN_TOKEN_TTL_MS, TokenJoinService } from "../join/index.js";
 import { type LlmConfig, LlmService, loadLlmConfigFile, parseLlmConfig, registerLlmRoutes } from "../llm/index.js";
-import type { AccessGate } from "../policy/index.js";
 import { Registry } from "prom-client";
-import { MandateError } from "../errors/index.js";
+import { AttestedJoinService, DEFAULT_JOIN_TOKEN_TTL_MS, JoinRuleRegistry, JoinTokenVerifier, TokenJoinService } from "../join/index.js";
+import { DefinitionPins, McpCatalog, McpProxy, type ProxyLimits, registerMcpRoutes } from "../mcp/index.js";
+import { registerMcpAdminRoutes } from "../mcp/admin-routes.js";
+import type { AccessGate } from "../policy/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
 import { claimDataDir } from "./data-dir-lock.js";
@@ -21,6 +22,7 @@ import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerIdentityRoutes } from "./routes/identity-routes.js";
 import { registerWorkloadRoutes } from "./routes/workload-routes.js";
 import { WorkloadAuthenticator } from "./workload-auth.js";
+import { registerJoinRoutes } from "./routes/join-routes.js";
 import { type IssuedKeyPair, issueControlPlaneCertificate, serverCertificateNames } from "./server-identity.js";
 
 export const DEFAULT_LISTEN = "127.0.0.1:7443";
@@ -54,11 +56,13 @@ export interface ControlPlaneOptions {
   auditCheckpointEvents?: number | undefined;
   /** …or this often when the log grew (default 60 s). */
   auditCheckpointIntervalMs?: number | undefined;
+  /** MCP proxy limits (sessions, processes, timeouts, message size). */
+  mcpLimits?: Partial<ProxyLimits> | undefined;
   /** Extra audiences a JWT-SVID may name to be accepted by the proxies. */
   proxyAudiences?: string[] | undefined;
   /** The LLM proxy: its configuration (or a YAML file holding it) and the Redis that replicas share limits and budgets in. */
   llm?: { config?: LlmConfig | undefined; configPath?: string | undefined; redis?: string | undefined; redisPrefix?: string | undefined; env?: NodeJS.ProcessEnv } | undefined;
-  /** Embedders and tests may supply the access gate; otherwise the access layer's is used. */
+  /** Embedders and tests may supply the access gate (it becomes `context.access`). */
   accessGate?: AccessGate | undefined;
   now?: () => number;
 }
@@ -81,12 +85,6 @@ export interface ControlPlane {
 
 const SERVER_CERT_TTL_MS = 24 * 3600_000;
 const ADMIN_CERT_TTL_MS = 24 * 3600_000;
-
-const closedGate: AccessGate = {
-  authorize: async () => {
-    throw new MandateError("PERMISSION_DENIED", "no access layer is configured on this control plane, so no request can be authorized");
-  },
-};
 
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const now = options.now ?? Date.now;
@@ -115,6 +113,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const agents = new AgentRegistry(store, authority.trustDomain, now);
     const auth = new CallerAuthenticator(authority, locks, audit, now);
     const proxyAudiences = [`spiffe://${authority.trustDomain}${SERVER_PATH}`, ...(options.proxyAudiences ?? [])];
+    const joinRules = new JoinRuleRegistry(store, now);
     const context: ServerContext = {
       store,
       authority,
@@ -123,6 +122,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       audit,
       agents,
       joins: new TokenJoinService({ store, authority, issuer, agents, locks, audit, svidTtlMs, now }),
+      joinRules,
+      attestedJoins: new AttestedJoinService({ store, issuer, agents, rules: joinRules, verifier: new JoinTokenVerifier(now), locks, audit, svidTtlMs, now }),
       svids: new SvidService({ store, authority, issuer, locks, audit, svidTtlMs, jwtTtlMs, jwtMaxTtlMs, now }),
       auth,
       workloadAuth: new WorkloadAuthenticator(auth, new SvidVerifier(authority, locks), audit, () => proxyAudiences),
@@ -130,9 +131,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       metrics: new Registry(),
       now,
     };
+    if (options.accessGate) context.access = options.accessGate;
+    // The gate is looked up per call, so the access layer can be wired in after the proxies.
+    const unconfigured: AccessGate = {
+      authorize: async (request) => ({
+        allow: false,
+        reasons: ["denied: no access layer is configured in this control plane"],
+        obligations: [],
+        policyIds: [],
+        principal: { kind: "agent", name: request.caller.agent ?? request.caller.spiffeId, spiffeId: request.caller.spiffeId, roles: [], labels: {} },
+      }),
+    };
     const llmConfig = options.llm?.configPath ? await loadLlmConfigFile(options.llm.configPath) : (options.llm?.config ?? parseLlmConfig({}));
-    // Resolved per request, so the access layer may install its gate after the proxies are built; none at all fails closed.
-    const gate: AccessGate = { authorize: (request) => (context.access ?? options.accessGate ?? closedGate).authorize(request) };
+    const gate: AccessGate = { authorize: (request) => (context.access ?? unconfigured).authorize(request) };
     context.llm = await LlmService.start({
       config: llmConfig,
       store,
@@ -146,6 +157,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       now,
       log: (message, error) => app.log.error({ err: error }, message),
     });
+
+    const mcpCatalog = new McpCatalog(store, now);
+    const mcpPins = new DefinitionPins(store, audit, now);
+    const mcpProxy = new McpProxy({ catalog: mcpCatalog, pins: mcpPins, gate: { authorize: (request) => (context.access ?? unconfigured).authorize(request) }, audit, limits: options.mcpLimits, now });
+    context.mcp = { catalog: mcpCatalog, pins: mcpPins, proxy: mcpProxy };
 
     const names = serverCertificateNames(listen.host, publicAddrs.map((a) => a.host));
     let serverCert = await issueControlPlaneCertificate(authority, store, "server", names, SERVER_CERT_TTL_MS, now());
@@ -171,6 +187,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerWorkloadRoutes(app, context);
     registerLlmRoutes(app, context, context.llm);
     const llmService = context.llm;
+    registerJoinRoutes(app, context);
+    registerMcpAdminRoutes(app, context);
+    registerMcpRoutes(app, {
+      proxy: mcpProxy,
+      authenticate: async (request) => ({ ...(await context.workloadAuth.authenticate(request, "mcp.request")), address: request.ip }),
+    });
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;
     // Local commands dial the listener directly; tokens and printed commands use the public address.
@@ -269,6 +291,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       maintain,
       async close() {
         clearInterval(timer);
+        await mcpProxy.close();
         for (const exporter of exporters) await exporter.stop();
         checkpointer.stop();
         clearInterval(retentionTimer);

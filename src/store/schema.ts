@@ -44,6 +44,8 @@ export interface AgentTable {
   labels: string;
   created_at: number;
   created_by: string;
+  /** JSON array of workload selectors, e.g. ["unix:uid:1000"]. */
+  selectors: string;
 }
 
 export interface JoinTokenTable {
@@ -127,6 +129,66 @@ export interface AuditCheckpointTable {
   created_at: number;
 }
 
+export interface JoinRuleTable {
+  id: string;
+  method: string;
+  agent_name: string;
+  issuer: string;
+  audience: string;
+  /** A JWKS document (JSON) given with --jwks-file, or null. */
+  jwks: string | null;
+  jwks_url: string | null;
+  /** JSON array of claim conditions (objects of claim → glob); any one must match. */
+  conditions: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface McpServerTable {
+  name: string;
+  transport: "stdio" | "http" | "sse";
+  command: string | null;
+  url: string | null;
+  labels: string;
+  owner: string;
+  stateless: number;
+  drift_mode: "hide" | "alert";
+  secret_action: "block" | "redact" | "flag";
+  created_at: number;
+  created_by: string;
+}
+
+export interface JoinTokenUseTable {
+  /** "sha256:<token hash>" or "jti:<hash of issuer and jti>". */
+  key: string;
+  rule_id: string;
+  instance_id: string;
+  used_at: number;
+  expires_at: number;
+}
+
+export interface McpServerSecretTable {
+  server: string;
+  kind: "env" | "header";
+  name: string;
+  value: string;
+}
+
+export interface McpDefinitionTable {
+  id: string;
+  server: string;
+  kind: "tool" | "prompt" | "resource";
+  name: string;
+  hash: string;
+  definition: string;
+  status: "approved" | "pending" | "rejected";
+  findings: string;
+  first_seen_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  previous_hash: string | null;
+}
+
 export interface LlmProviderTable {
   name: string;
   /** the provider's configuration as JSON; never a key (keys come from env or the secrets file) */
@@ -191,6 +253,11 @@ export interface Database {
   audit_events: AuditEventTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointTable;
+  join_rules: JoinRuleTable;
+  join_token_uses: JoinTokenUseTable;
+  mcp_servers: McpServerTable;
+  mcp_server_secrets: McpServerSecretTable;
+  mcp_definitions: McpDefinitionTable;
   llm_providers: LlmProviderTable;
   llm_models: LlmModelTable;
   llm_usage: LlmUsageTable;

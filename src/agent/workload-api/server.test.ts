@@ -11,7 +11,15 @@ import { buildSpiffeBundle, parseSpiffeBundleText } from "../../identity/bundle.
 import { createJwtSvidSigner, verifyJwtSvid } from "../../identity/jwt-svid.js";
 import { createX509SvidBuilder } from "../../identity/x509-svid-builder.js";
 import { loadWorkloadApi } from "./proto.js";
-import { type WorkloadApiServer, type WorkloadIdentitySnapshot, type WorkloadIdentitySource, type WorkloadX509Svid, startWorkloadApiServer } from "./server.js";
+import {
+  type WorkloadApiServer,
+  type WorkloadAttestor,
+  type WorkloadDenial,
+  type WorkloadIdentitySnapshot,
+  type WorkloadIdentitySource,
+  type WorkloadX509Svid,
+  startWorkloadApiServer,
+} from "./server.js";
 import { fromProtoStruct } from "./struct.js";
 
 const TD = "example.org";
@@ -123,8 +131,11 @@ function socketDir(): string {
   return dir;
 }
 
+/** Grants every offered identity: these tests are about the contract; attestation has its own. */
+const allowAll: WorkloadAttestor = { attest: async (_caller, svids) => ({ allowed: svids.map((svid) => svid.spiffeId), reasons: [] }) };
+
 async function start(source: WorkloadIdentitySource, extra: Partial<Parameters<typeof startWorkloadApiServer>[0]> = {}) {
-  const server = await startWorkloadApiServer({ socketPath: join(socketDir(), "agent.sock"), source, ...extra });
+  const server = await startWorkloadApiServer({ socketPath: join(socketDir(), "agent.sock"), source, attestor: allowAll, ...extra });
   servers.push(server);
   const client = new WorkloadClient(server.endpoint, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
   clients.push(client);
@@ -363,21 +374,51 @@ describe("startWorkloadApiServer", () => {
     expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
   });
 
-  it("gives PERMISSION_DENIED when the attestation hook refuses the caller, and fails closed when it throws", async () => {
+  it("hands the attestor the connecting process's kernel credentials, serves only what it allows, records refusals, and fails closed when it throws", async () => {
     const source = new FakeSource();
-    source.set(await snapshotWith([await issueSvid(WORKLOAD)]));
-    let verdict: () => boolean = () => false;
-    const { client } = await start(source, { authorizeCaller: async () => verdict() });
+    const other = `spiffe://${TD}/workload/other`;
+    source.set(await snapshotWith([await issueSvid(WORKLOAD), await issueSvid(other)]));
+    let verdict: (svids: readonly WorkloadX509Svid[]) => string[] = () => [];
+    const seen: { pid: number; uid: number }[] = [];
+    const denials: WorkloadDenial[] = [];
+    const attestor: WorkloadAttestor = {
+      attest: async (caller, svids) => {
+        seen.push({ pid: caller.pid, uid: caller.uid });
+        return { allowed: verdict(svids), reasons: ["no registration matches"], facts: { uid: caller.uid } };
+      },
+    };
+    const { client } = await start(source, { attestor, onDenied: (denial) => denials.push(denial) });
     expect((await reader(client.FetchX509SVID({}, header())).error()).code).toBe(grpc.status.PERMISSION_DENIED);
     expect((await unaryError(client, "FetchJWTSVID", { audience: ["a"] })).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await reader(client.FetchX509Bundles({}, header())).error()).code).toBe(grpc.status.PERMISSION_DENIED);
+    // The client runs in this process: SO_PEERCRED names this very process.
+    expect(seen[0]).toEqual({ pid: process.pid, uid: process.getuid!() });
+    expect(denials.map((d) => d.rpc)).toEqual(["FetchX509SVID", "FetchJWTSVID", "FetchX509Bundles"]);
+    expect(denials[0]).toMatchObject({ caller: { pid: process.pid }, reasons: ["no registration matches"] });
+
     verdict = () => {
       throw new Error("proc unreadable");
     };
     const thrown = await unaryError(client, "FetchJWTSVID", { audience: ["a"] });
-    expect(thrown.code).toBe(grpc.status.INTERNAL);
+    expect(thrown.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(thrown.details).not.toMatch(/proc unreadable/);
-    verdict = () => true;
-    expect((await unary(client, "FetchJWTSVID", { audience: ["a"] })).svids).toHaveLength(1);
+    expect(denials).toHaveLength(4);
+
+    verdict = () => [other];
+    const minted = await unary(client, "FetchJWTSVID", { audience: ["a"] });
+    expect(minted.svids.map((s: { spiffe_id: string }) => s.spiffe_id)).toEqual([other]);
+    const stream = reader(client.FetchX509SVID({}, header()));
+    expect((await stream.next()).svids.map((s: { spiffe_id: string }) => s.spiffe_id)).toEqual([other]);
+    // A plain rotation reuses the stream's attestation…
+    const attested = seen.length;
+    source.set(await snapshotWith([await issueSvid(WORKLOAD), await issueSvid(other)]));
+    expect((await stream.next()).svids.map((s: { spiffe_id: string }) => s.spiffe_id)).toEqual([other]);
+    expect(seen.length).toBe(attested);
+    // …a change of registrations re-attests, and losing the match ends the stream.
+    verdict = () => [];
+    source.set(await snapshotWith([await issueSvid(WORKLOAD), { ...(await issueSvid(other)), selectors: ["unix:uid:4242"] }]));
+    expect((await stream.error()).code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(seen.length).toBe(attested + 1);
   });
 
   it("serves 200 concurrent FetchX509SVID streams their first message and a rotation", async () => {
@@ -444,7 +485,7 @@ describe("startWorkloadApiServer", () => {
     expect((await reader(client.FetchX509SVID({}, header())).next()).svids[0].spiffe_id).toBe(WORKLOAD);
   });
 
-  it("creates the socket with mode 0600, replaces a stale socket, and refuses a live one or a regular file", async () => {
+  it("creates the socket with mode 0666 (attestation decides), replaces a stale socket, and refuses a live one or a regular file", async () => {
     const source = new FakeSource();
     const dir = socketDir();
     const socketPath = join(dir, "agent.sock");
@@ -456,17 +497,17 @@ describe("startWorkloadApiServer", () => {
     await new Promise<void>((resolve) => stale.close(() => resolve()));
     expect(statSync(socketPath).isSocket()).toBe(true);
 
-    const server = await startWorkloadApiServer({ socketPath, source });
+    const server = await startWorkloadApiServer({ socketPath, source, attestor: allowAll });
     servers.push(server);
     expect(server.endpoint).toBe(`unix://${socketPath}`);
-    expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+    expect(statSync(socketPath).mode & 0o777).toBe(0o666);
 
-    await expect(startWorkloadApiServer({ socketPath, source })).rejects.toSatisfy((error) => isMandateError(error, "ALREADY_EXISTS"));
+    await expect(startWorkloadApiServer({ socketPath, source, attestor: allowAll })).rejects.toSatisfy((error) => isMandateError(error, "ALREADY_EXISTS"));
     const file = join(dir, "not-a-socket");
     writeFileSync(file, "keep me");
-    await expect(startWorkloadApiServer({ socketPath: file, source })).rejects.toSatisfy((error) => isMandateError(error, "CONFIG_INVALID"));
+    await expect(startWorkloadApiServer({ socketPath: file, source, attestor: allowAll })).rejects.toSatisfy((error) => isMandateError(error, "CONFIG_INVALID"));
     expect(existsSync(file)).toBe(true);
-    await expect(startWorkloadApiServer({ socketPath: "relative.sock", source })).rejects.toSatisfy((error) => isMandateError(error, "CONFIG_INVALID"));
+    await expect(startWorkloadApiServer({ socketPath: "relative.sock", source, attestor: allowAll })).rejects.toSatisfy((error) => isMandateError(error, "CONFIG_INVALID"));
     chmodSync(dir, 0o700);
   });
 

@@ -1,8 +1,9 @@
 import { chmodSync, lstatSync, unlinkSync } from "node:fs";
-import { connect } from "node:net";
+import { type Socket, connect, createServer } from "node:net";
 import { isAbsolute } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { MandateError, isMandateError } from "../../errors/index.js";
+import { type PeerCredentials, peerCredAddon, readPeerCredentials } from "../attestation/peer-credentials.js";
 import { WORKLOAD_API_METADATA_KEY, loadWorkloadApi } from "./proto.js";
 import { toProtoStruct } from "./struct.js";
 
@@ -15,6 +16,8 @@ export interface WorkloadX509Svid {
   /** CA certificates of the SVID's own trust domain, each DER. */
   bundleDer: Buffer[];
   hint?: string;
+  /** The registration's selectors: a caller gets this identity only if it matches all of them. */
+  selectors?: readonly string[];
 }
 
 export interface WorkloadIdentitySnapshot {
@@ -42,20 +45,51 @@ export interface WorkloadIdentitySource {
 
 export type WorkloadApiCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
 
+/** The process at the other end of a connection, as the kernel recorded it at connect(). */
+export interface WorkloadCaller extends PeerCredentials {
+  connectionId: number;
+  /** When the connection was accepted (ms since the epoch); the process must be older. */
+  connectedAt: number;
+}
+
+export interface WorkloadAttestation {
+  /** SPIFFE IDs, among those offered, that the caller may have. */
+  allowed: string[];
+  /** Why the others were refused (for the denial record). */
+  reasons: string[];
+  /** What was learned about the process (pid, uid, path…), for the denial record. */
+  facts?: Record<string, unknown>;
+}
+
+/** Decides per call which identities a caller gets. Throwing refuses the caller (fail closed). */
+export interface WorkloadAttestor {
+  attest(caller: WorkloadCaller, svids: readonly WorkloadX509Svid[]): Promise<WorkloadAttestation>;
+}
+
+/** A refused caller, handed to `onDenied` so it can be recorded. */
+export interface WorkloadDenial {
+  rpc: string;
+  at: number;
+  caller: { pid: number; uid: number; gid: number };
+  facts: Record<string, unknown>;
+  reasons: string[];
+}
+
 export interface WorkloadApiServerOptions {
   /** Absolute path of the unix socket. */
   socketPath: string;
   source: WorkloadIdentitySource;
+  /** Workload attestation: every RPC is answered only with the identities this allows. */
+  attestor: WorkloadAttestor;
+  /** Called for every refused caller (never awaited: a slow recorder must not slow the API). */
+  onDenied?: (denial: WorkloadDenial) => void;
   /**
-   * Hook for workload attestation: returning false answers PERMISSION_DENIED. Without it every
-   * local process that can open the socket is served, which is why the socket defaults to 0600.
-   */
-  authorizeCaller?: (call: WorkloadApiCall) => boolean | Promise<boolean>;
-  /**
-   * Socket file mode. 0600 keeps the API to the daemon's own user until attestation decides
-   * per caller; with attestation in place, a wider mode (SPIRE uses 0777) is appropriate.
+   * Socket file mode. Any local user may connect (SPIRE uses 0777): attestation, not the file
+   * mode, decides who gets an identity. Pass 0600 to also keep other users off the socket.
    */
   socketMode?: number;
+  /** Open connections beyond this are refused at accept (default 8192). */
+  maxConnections?: number;
   /** How long close() lets in-flight calls finish before cutting connections. */
   shutdownGraceMs?: number;
   /** Overrides where the contract is read from. */
@@ -68,11 +102,23 @@ export interface WorkloadApiServer {
   readonly endpoint: string;
   /** Number of open streaming calls (FetchX509SVID, FetchX509Bundles, FetchJWTBundles). */
   activeStreams(): number;
+  /** Number of open client connections on the socket. */
+  activeConnections(): number;
   /** Ends open streams with UNAVAILABLE (clients reconnect), then stops the server and removes the socket. */
   close(): Promise<void>;
 }
 
 type Status = { code: grpc.status; details: string };
+
+/** What a stream's caller was last attested against, and what it was allowed. */
+interface StreamAttestation {
+  registrations: string | undefined;
+  allowed: Set<string>;
+}
+
+function registrationKey(svids: readonly WorkloadX509Svid[]): string {
+  return svids.map((svid) => `${svid.spiffeId}|${(svid.selectors ?? []).join(",")}`).join("\n");
+}
 
 function status(code: grpc.status, details: string): Status & Error {
   return Object.assign(new Error(details), { code, details });
@@ -155,114 +201,164 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
 }
 
 export async function startWorkloadApiServer(options: WorkloadApiServerOptions): Promise<WorkloadApiServer> {
-  const { socketPath, source, authorizeCaller } = options;
+  const { socketPath, source, attestor } = options;
   if (!isAbsolute(socketPath)) throw new MandateError("CONFIG_INVALID", `the Workload API socket path must be absolute: ${socketPath}`);
   const { service } = loadWorkloadApi(options.protoPath);
   await removeStaleSocket(socketPath);
 
+  // Fail before listening if callers could not be attested at all.
+  peerCredAddon();
   const streams = new Set<grpc.ServerWritableStream<unknown, unknown>>();
+  const callers = new Map<string, WorkloadCaller>();
+  const sockets = new Set<Socket>();
   let closing = false;
 
-  /** Shared gate for every RPC: the spec's header, attestation, then readiness. */
-  async function admit(call: WorkloadApiCall): Promise<WorkloadIdentitySnapshot> {
+  function deny(rpc: string, caller: WorkloadCaller, reasons: string[], facts: Record<string, unknown> = {}): void {
+    try {
+      options.onDenied?.({ rpc, at: Date.now(), caller: { pid: caller.pid, uid: caller.uid, gid: caller.gid }, facts, reasons });
+    } catch {
+      // Recording is best effort here; the caller is refused either way.
+    }
+  }
+
+  /**
+   * Shared gate for every RPC: the spec's header, readiness, then attestation of the calling
+   * process. What comes back holds only the identities this caller may have.
+   */
+  async function admit(call: WorkloadApiCall, rpc: string, memo?: StreamAttestation): Promise<WorkloadIdentitySnapshot> {
     const header = call.metadata.get(WORKLOAD_API_METADATA_KEY);
     if (header.length !== 1 || header[0] !== "true") {
       throw status(grpc.status.INVALID_ARGUMENT, `security header missing from request: ${WORKLOAD_API_METADATA_KEY}: true is required`);
     }
-    if (authorizeCaller) {
-      let allowed: boolean;
-      try {
-        allowed = await authorizeCaller(call);
-      } catch {
-        // Fail closed: an attestation error must never grant access.
-        throw status(grpc.status.INTERNAL, "workload attestation failed");
-      }
-      if (!allowed) throw status(grpc.status.PERMISSION_DENIED, "no identity issued to this caller");
-    }
     if (closing) throw status(grpc.status.UNAVAILABLE, "the Workload API is shutting down");
     const snapshot = source.current();
     if (snapshot === undefined) throw status(grpc.status.UNAVAILABLE, "the agent has no identity yet; retry shortly");
-    return snapshot;
+    const caller = callers.get(call.getPeer());
+    // Every accepted connection was registered with its credentials; anything else is refused.
+    if (!caller) throw status(grpc.status.PERMISSION_DENIED, "the caller's process could not be identified");
+    const registrations = registrationKey(snapshot.svids);
+    if (memo?.registrations === registrations) {
+      // Same registrations as when this stream's process was attested: only the SVIDs changed.
+      const svids = snapshot.svids.filter((svid) => memo.allowed.has(svid.spiffeId));
+      if (svids.length > 0) return { ...snapshot, svids };
+    }
+    let attestation: WorkloadAttestation;
+    try {
+      attestation = await attestor.attest(caller, snapshot.svids);
+    } catch (error) {
+      // Fail closed: an attestation error never grants access, and is recorded like a refusal.
+      const reason = isMandateError(error) ? error.message : "workload attestation failed";
+      deny(rpc, caller, [reason]);
+      throw status(grpc.status.PERMISSION_DENIED, isMandateError(error, "PERMISSION_DENIED") ? `no identity issued to this caller: ${reason}` : "no identity issued to this caller: workload attestation failed");
+    }
+    const allowed = new Set(attestation.allowed);
+    if (memo) {
+      memo.registrations = registrations;
+      memo.allowed = allowed;
+    }
+    const svids = snapshot.svids.filter((svid) => allowed.has(svid.spiffeId));
+    if (svids.length === 0) {
+      deny(rpc, caller, attestation.reasons, attestation.facts);
+      throw status(grpc.status.PERMISSION_DENIED, `no identity issued to this caller (pid ${caller.pid}, uid ${caller.uid})`);
+    }
+    return { ...snapshot, svids };
   }
 
   /**
-   * Runs a server stream that sends a full snapshot now and after every change. While the
-   * client is not reading, at most one newer snapshot is remembered (as a flag), so memory per
-   * stream stays bounded however often identities rotate.
+   * Runs a server stream that sends a full snapshot now and after every change. The caller is
+   * attested when the stream opens and again whenever the registrations (identities or their
+   * selectors) change, so a caller whose selectors no longer match loses the identity on the
+   * next message; a plain rotation reuses the stream's attestation, as SPIRE's agent does, so
+   * rotating 1,000 open streams does not mean 1,000 rounds of /proc reads. While the client is
+   * not reading, at most one newer snapshot is remembered (as a flag), so memory per stream
+   * stays bounded however often identities rotate.
    */
   function serveStream(
     call: grpc.ServerWritableStream<unknown, unknown>,
+    rpc: string,
     render: (snapshot: WorkloadIdentitySnapshot) => object | Status,
   ): void {
-    admit(call).then(
-      (first) => {
-        if (call.cancelled) return;
-        let unsubscribe: (() => void) | undefined;
-        let waitingForDrain = false;
-        let dirty = false;
-        let done = false;
-        const finish = () => {
-          if (done) return;
-          done = true;
-          streams.delete(call);
-          unsubscribe?.();
-          call.removeListener("drain", onDrain);
-        };
-        const send = (snapshot: WorkloadIdentitySnapshot | undefined) => {
-          if (done || snapshot === undefined) return;
-          const message = render(snapshot);
-          if ("code" in message && "details" in message) {
-            finish();
-            call.emit("error", status(message.code as grpc.status, String(message.details)));
+    let unsubscribe: (() => void) | undefined;
+    const memo: StreamAttestation = { registrations: undefined, allowed: new Set() };
+    let waitingForDrain = false;
+    let dirty = false;
+    let sending = false;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      streams.delete(call);
+      unsubscribe?.();
+      call.removeListener("drain", onDrain);
+    };
+    const fail = (error: Status & Error) => {
+      finish();
+      if (!call.cancelled) call.emit("error", error);
+    };
+    /** Sends the current view; changes that arrive meanwhile are folded into one more send. */
+    const pump = async () => {
+      if (sending) {
+        dirty = true;
+        return;
+      }
+      sending = true;
+      try {
+        do {
+          dirty = false;
+          const view = await admit(call, rpc, memo);
+          if (done || call.cancelled) return;
+          const message = render(view);
+          if ("code" in message && "details" in message) return fail(status(message.code as grpc.status, String(message.details)));
+          if (!call.write(message)) {
+            waitingForDrain = true;
             return;
           }
-          if (!call.write(message)) waitingForDrain = true;
-        };
-        const onChange = () => {
-          if (waitingForDrain) {
-            dirty = true;
-            return;
-          }
-          send(source.current());
-        };
-        const onDrain = () => {
-          waitingForDrain = false;
-          if (dirty) {
-            dirty = false;
-            send(source.current());
-          }
-        };
-        streams.add(call);
-        call.on("drain", onDrain);
-        call.once("cancelled", finish);
-        call.once("close", finish);
-        call.once("finish", finish);
-        call.once("error", finish);
-        unsubscribe = source.onChange(onChange);
-        send(first);
-      },
-      (error: Status & Error) => {
-        if (!call.cancelled) call.emit("error", error);
-      },
-    );
+        } while (dirty && !done);
+      } catch (error) {
+        fail(error as Status & Error);
+      } finally {
+        sending = false;
+      }
+    };
+    const onChange = () => {
+      if (waitingForDrain || sending) {
+        dirty = true;
+        return;
+      }
+      void pump();
+    };
+    const onDrain = () => {
+      waitingForDrain = false;
+      if (dirty) void pump();
+    };
+    call.once("cancelled", finish);
+    call.once("close", finish);
+    call.once("finish", finish);
+    call.once("error", finish);
+    // Subscribed before the first (asynchronous) admission, so a rotation that lands while the
+    // caller is being attested is folded into the first send instead of being missed.
+    streams.add(call);
+    call.on("drain", onDrain);
+    unsubscribe = source.onChange(onChange);
+    void pump();
   }
 
   const handlers: grpc.UntypedServiceImplementation = {
     FetchX509SVID(call: grpc.ServerWritableStream<unknown, unknown>) {
-      serveStream(call, (snapshot) =>
+      serveStream(call, "FetchX509SVID", (snapshot) =>
         // Losing every identity ends the stream so the workload stops using a revoked one.
         snapshot.svids.length === 0 ? status(grpc.status.PERMISSION_DENIED, "no identity issued to this caller") : x509SvidResponse(snapshot),
       );
     },
     FetchX509Bundles(call: grpc.ServerWritableStream<unknown, unknown>) {
-      serveStream(call, x509BundlesResponse);
+      serveStream(call, "FetchX509Bundles", x509BundlesResponse);
     },
     FetchJWTBundles(call: grpc.ServerWritableStream<unknown, unknown>) {
-      serveStream(call, jwtBundlesResponse);
+      serveStream(call, "FetchJWTBundles", jwtBundlesResponse);
     },
     FetchJWTSVID(call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
       (async () => {
-        const snapshot = await admit(call);
+        const snapshot = await admit(call, "FetchJWTSVID");
         const request = call.request as { audience?: string[]; spiffe_id?: string };
         const audience = (request.audience ?? []).filter((aud) => aud !== "");
         if (audience.length === 0) throw status(grpc.status.INVALID_ARGUMENT, "audience must be specified");
@@ -289,7 +385,7 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     },
     ValidateJWTSVID(call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
       (async () => {
-        await admit(call);
+        await admit(call, "ValidateJWTSVID");
         const request = call.request as { audience?: string; svid?: string };
         if (!request.audience) throw status(grpc.status.INVALID_ARGUMENT, "audience must be specified");
         if (!request.svid) throw status(grpc.status.INVALID_ARGUMENT, "svid must be specified");
@@ -314,17 +410,50 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
 
   const server = new grpc.Server();
   server.addService(service, handlers);
+  // The standard forbids TLS on the Workload API socket: the workload has no identity yet.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  let nextConnectionId = 0;
+  const listener = createServer((socket) => {
+    let credentials: PeerCredentials;
+    try {
+      credentials = readPeerCredentials(socket);
+    } catch {
+      // No credentials, no service: the connection is dropped before a byte is read.
+      socket.destroy();
+      return;
+    }
+    const caller: WorkloadCaller = { ...credentials, connectionId: ++nextConnectionId, connectedAt: Date.now() };
+    // grpc-js reports a call's peer as its socket's remoteAddress, which unix sockets lack;
+    // naming each accepted socket lets a call be traced back to the process that connected.
+    const peer = `workload-connection:${caller.connectionId}`;
+    Object.defineProperty(socket, "remoteAddress", { value: peer, configurable: true });
+    callers.set(peer, caller);
+    sockets.add(socket);
+    socket.once("close", () => {
+      callers.delete(peer);
+      sockets.delete(socket);
+      if (caller.pidfd >= 0) peerCredAddon().closeFd(caller.pidfd);
+    });
+    socket.on("error", () => socket.destroy());
+    injector.injectConnection(socket);
+  });
+  listener.maxConnections = options.maxConnections ?? 8192;
   const endpoint = `unix://${socketPath}`;
   await new Promise<void>((resolve, reject) => {
-    // The standard forbids TLS on the Workload API socket: the workload has no identity yet.
-    server.bindAsync(endpoint, grpc.ServerCredentials.createInsecure(), (error) =>
-      error ? reject(new MandateError("CONFIG_INVALID", `cannot listen on ${socketPath}: ${error.message}`, { cause: error })) : resolve(),
-    );
+    listener.once("error", (error) => reject(new MandateError("CONFIG_INVALID", `cannot listen on ${socketPath}: ${error.message}`, { cause: error })));
+    listener.listen(socketPath, () => resolve());
   });
-  try {
-    chmodSync(socketPath, options.socketMode ?? 0o600);
-  } catch (error) {
+  listener.on("error", () => undefined);
+  const forceClose = () => {
+    injector.destroy();
     server.forceShutdown();
+    for (const socket of sockets) socket.destroy();
+  };
+  try {
+    chmodSync(socketPath, options.socketMode ?? 0o666);
+  } catch (error) {
+    forceClose();
+    listener.close();
     throw new MandateError("CONFIG_INVALID", `cannot set the mode of ${socketPath}`, { cause: error });
   }
 
@@ -333,14 +462,17 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
     socketPath,
     endpoint,
     activeStreams: () => streams.size,
+    activeConnections: () => sockets.size,
     close() {
       closed ??= (async () => {
         closing = true;
         for (const call of [...streams]) call.emit("error", status(grpc.status.UNAVAILABLE, "the Workload API is shutting down"));
         streams.clear();
+        const listenerClosed = new Promise<void>((resolve) => listener.close(() => resolve()));
+        injector.drain(options.shutdownGraceMs ?? 5_000);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
-            server.forceShutdown();
+            forceClose();
             resolve();
           }, options.shutdownGraceMs ?? 5_000);
           server.tryShutdown(() => {
@@ -348,10 +480,13 @@ export async function startWorkloadApiServer(options: WorkloadApiServerOptions):
             resolve();
           });
         });
+        injector.destroy();
+        for (const socket of sockets) socket.destroy();
+        await listenerClosed;
         try {
           unlinkSync(socketPath);
         } catch {
-          // Already gone (grpc-js may remove it itself); nothing left to clean up.
+          // Already gone; nothing left to clean up.
         }
       })();
       return closed;

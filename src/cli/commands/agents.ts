@@ -12,7 +12,7 @@ interface TokenResponse {
   authServer: string;
 }
 
-function parseLabels(values: string[] | undefined): Record<string, string> {
+export function parseLabels(values: string[] | undefined): Record<string, string> {
   const labels: Record<string, string> = {};
   for (const value of values ?? []) {
     for (const pair of value.split(",")) {
@@ -24,6 +24,17 @@ function parseLabels(values: string[] | undefined): Record<string, string> {
   }
   return labels;
 }
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const SELECTOR_HELP = `
+Workload selectors decide which local processes the daemon's Workload API hands this
+identity to. All selectors must match the calling process; with none, only processes of
+the daemon's own user are served.
+  unix:uid:1000   unix:gid:1000   unix:user:alice   unix:group:agents
+  unix:path:/usr/bin/python3      (the executable; a symlink is resolved on the host)
+  unix:sha256:<hex>               (sha256sum of the executable)
+`;
 
 function printToken(io: Io, name: string, response: TokenResponse): void {
   io.out(
@@ -49,14 +60,16 @@ export function registerAgents(program: Command, io: Io): void {
       .description("Register an agent and print a one-time join token")
       .option("--role <role...>", "role(s) the agent holds (repeatable)")
       .option("--labels <k=v,...>", "labels, e.g. env=prod,team=sre (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
+      .option("--selector <selector>", "workload selector a local process must match to get this identity; repeat to require several (all must match)", collect)
       .option("--token-ttl <duration>", "how long the join token stays valid", "30m")
-      .addHelpText("after", "\nExample:\n  mandate agents add deploy-auditor --role incident-reader --labels env=prod\n  mandate agents add ci-bot --format json | jq -r .token"),
-  ).action(async (name: string, opts: { role?: string[]; labels?: string[]; tokenTtl: string }, cmd: Command) => {
+      .addHelpText("after", `${SELECTOR_HELP}\nExamples:\n  mandate agents add deploy-auditor --role incident-reader --labels env=prod --selector unix:uid:1000 --selector unix:path:/usr/bin/python3\n  mandate agents add ci-bot --format json | jq -r .token`),
+  ).action(async (name: string, opts: { role?: string[]; labels?: string[]; selector?: string[]; tokenTtl: string }, cmd: Command) => {
     await withAdminClient(cmd, async (client, g) => {
       const response = await client.request<TokenResponse & { agent: Agent }>("POST", "/v1/agents", {
         name,
         roles: opts.role ?? [],
         labels: parseLabels(opts.labels),
+        selectors: opts.selector ?? [],
         tokenTtlSeconds: Math.round(parseDuration(opts.tokenTtl, "--token-ttl") / 1000),
       });
       if (g.format === "json") printJson(io, response);
@@ -74,8 +87,8 @@ export function registerAgents(program: Command, io: Io): void {
       else
         printTable(
           io,
-          ["NAME", "SPIFFE ID", "ROLES", "LABELS", "CREATED"],
-          list.map((a) => [a.name, a.spiffeId, a.roles.join(",") || "-", Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(",") || "-", a.createdAt]),
+          ["NAME", "SPIFFE ID", "ROLES", "LABELS", "SELECTORS", "CREATED"],
+          list.map((a) => [a.name, a.spiffeId, a.roles.join(",") || "-", Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(",") || "-", a.selectors.join(" ") || "-", a.createdAt]),
         );
     });
   });
@@ -86,10 +99,27 @@ export function registerAgents(program: Command, io: Io): void {
       if (g.format === "json") printJson(io, response);
       else {
         const a = response.agent;
-        io.out([`name        ${a.name}`, `spiffe id   ${a.spiffeId}`, `roles       ${a.roles.join(", ") || "-"}`, `labels      ${Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "-"}`, `created     ${a.createdAt} by ${a.createdBy}`, "", "instances:"].join("\n"));
+        io.out([`name        ${a.name}`, `spiffe id   ${a.spiffeId}`, `roles       ${a.roles.join(", ") || "-"}`, `labels      ${Object.entries(a.labels).map(([k, v]) => `${k}=${v}`).join(", ") || "-"}`, `selectors   ${a.selectors.join(" AND ") || "- (only the daemon's own user)"}`, `created     ${a.createdAt} by ${a.createdBy}`, "", "instances:"].join("\n"));
         printTable(io, ["ID", "HOST", "METHOD", "GEN", "SVID EXPIRES", "LAST RENEWAL"], response.instances.map((i) => [i.id, i.hostname, i.joinMethod, i.generation, i.svidExpiresAt, i.lastRenewedAt]));
         if (response.locks.length) io.out(`\nlocked: ${response.locks.map((l) => `${l.id} (${l.reason})`).join("; ")}`);
       }
+    });
+  });
+
+  adminOptions(
+    agents
+      .command("update <name>")
+      .description("Change an agent's workload selectors (daemons apply them at their next renewal)")
+      .option("--selector <selector>", "the new selector set (repeat; all must match)", collect)
+      .option("--clear-selectors", "remove every selector: only the daemon's own user is served")
+      .addHelpText("after", `${SELECTOR_HELP}\nExamples:\n  mandate agents update deploy-auditor --selector unix:uid:1000 --selector unix:sha256:$(sha256sum /usr/bin/python3.11 | cut -d' ' -f1)\n  mandate agents update deploy-auditor --clear-selectors`),
+  ).action(async (name: string, opts: { selector?: string[]; clearSelectors?: boolean }, cmd: Command) => {
+    if (!opts.selector && !opts.clearSelectors) throw new MandateError("INVALID_ARGUMENT", "nothing to change: give --selector (repeatable) or --clear-selectors");
+    if (opts.selector && opts.clearSelectors) throw new MandateError("INVALID_ARGUMENT", "--selector and --clear-selectors contradict each other");
+    await withAdminClient(cmd, async (client, g) => {
+      const { agent } = await client.request<{ agent: Agent }>("PATCH", `/v1/agents/${encodeURIComponent(name)}`, { selectors: opts.selector ?? [] });
+      if (g.format === "json") printJson(io, agent);
+      else io.out(`Agent ${agent.name}: selectors ${agent.selectors.join(" AND ") || "none (only the daemon's own user is served)"}; daemons apply them at their next renewal.`);
     });
   });
 

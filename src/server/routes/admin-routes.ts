@@ -11,8 +11,10 @@ const CreateAgentBody = z.strictObject({
   name: z.string().min(1).max(64),
   roles: z.array(z.string()).max(64).default([]),
   labels: z.record(z.string(), z.string()).default({}),
+  selectors: z.array(z.string().min(1).max(4096)).max(16).default([]),
   tokenTtlSeconds: z.number().int().positive().max(7 * 24 * 3600).optional(),
 });
+const UpdateAgentBody = z.strictObject({ selectors: z.array(z.string().min(1).max(4096)).max(16) });
 const TokenBody = z.strictObject({ ttlSeconds: z.number().int().positive().max(7 * 24 * 3600).optional() });
 const LockBody = z.strictObject({
   target: z.strictObject({ kind: z.enum(["agent", "serial", "instance", "spiffe_id"]), value: z.string().min(1).max(2048) }),
@@ -40,8 +42,8 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
     if (existingLock) {
       throw new MandateError("LOCKED", `agent name ${body.name} is locked until ${existingLock.expiresAt ?? "removed"} (${existingLock.reason}); remove the lock with \`mandate locks rm ${existingLock.id}\` to reuse the name now`);
     }
-    const agent = await ctx.agents.create({ name: body.name, roles: body.roles, labels: body.labels, createdBy: caller.spiffeId });
-    await ctx.audit.append({ type: "agent.create", code: "OK", actor: { kind: "admin", spiffeId: caller.spiffeId }, target: { agent: agent.name, spiffeId: agent.spiffeId }, outcome: { status: "ok" }, details: { roles: agent.roles, labels: agent.labels } });
+    const agent = await ctx.agents.create({ name: body.name, roles: body.roles, labels: body.labels, selectors: body.selectors, createdBy: caller.spiffeId });
+    await ctx.audit.append({ type: "agent.create", code: "OK", actor: { kind: "admin", spiffeId: caller.spiffeId }, target: { agent: agent.name, spiffeId: agent.spiffeId }, outcome: { status: "ok" }, details: { roles: agent.roles, labels: agent.labels, selectors: agent.selectors } });
     const ttlMs = (body.tokenTtlSeconds ?? ctx.settings.joinTokenTtlMs / 1000) * 1000;
     const token = await ctx.joins.createToken(agent.name, ttlMs, caller.spiffeId);
     return { agent, token: token.token, expiresAt: token.expiresAt.toISOString(), caPin: ctx.authority.caPin, authServer: ctx.settings.publicUrl };
@@ -57,6 +59,16 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
     const { name } = parseRequest(NameParam, request.params, "path");
     const agent = await ctx.agents.get(name);
     return { agent, instances: await ctx.agents.instances(name), locks: (await ctx.locks.list()).filter((l) => l.target.kind === "agent" && l.target.value === name) };
+  });
+
+  app.patch("/v1/agents/:name", async (request) => {
+    const caller = await ctx.auth.requireAdmin(request);
+    const { name } = parseRequest(NameParam, request.params, "path");
+    const body = parseRequest(UpdateAgentBody, request.body);
+    const before = await ctx.agents.get(name);
+    const agent = await ctx.agents.setSelectors(name, body.selectors);
+    await ctx.audit.append({ type: "agent.update", code: "OK", actor: { kind: "admin", spiffeId: caller.spiffeId }, target: { agent: agent.name, spiffeId: agent.spiffeId }, outcome: { status: "ok" }, details: { selectors: agent.selectors, previousSelectors: before.selectors } });
+    return { agent };
   });
 
   app.post("/v1/agents/:name/tokens", async (request) => {

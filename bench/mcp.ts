@@ -1,0 +1,166 @@
+import { type ChildProcess, fork, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { readCredentials } from "../src/agent/index.js";
+import { runCli } from "../src/cli/index.js";
+import type { AccessGate } from "../src/policy/index.js";
+import { startControlPlane } from "../src/server/index.js";
+
+/**
+ * MCP proxy overhead, in one run on one machine:
+ *   A. tools/call to a Streamable HTTP server (server-everything), direct vs through Mandate
+ *      (HTTPS, mTLS with a real agent SVID, access gate, durable audit intent per call);
+ *   B. the same stdio server exposed over Streamable HTTP by Mandate and by mcp-proxy (npm),
+ *      the reference proxy that does no authorization and no audit;
+ *   C. memory per idle 2025-era session.
+ * The load generator runs in its own process. Set BENCH_SECONDS / BENCH_MCP_CONCURRENCY to change the run.
+ */
+const require = createRequire(import.meta.url);
+const EVERYTHING = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
+const MCP_PROXY = join(require.resolve("mcp-proxy").replace(/dist\/.*$/, ""), "dist/bin/mcp-proxy.mjs");
+const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+const concurrencies = (process.env.BENCH_MCP_CONCURRENCY ?? "1,64").split(",").map(Number);
+const here = fileURLToPath(new URL(".", import.meta.url));
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startProcess(command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  await new Promise<void>((resolve, reject) => {
+    let text = "";
+    const onData = (c: Buffer) => {
+      text += c.toString();
+      if (ready.test(text)) resolve();
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`${command} ${args.join(" ")} exited ${code}: ${text}`)));
+    setTimeout(() => reject(new Error(`${args.join(" ")} did not start: ${text}`)), 30_000).unref();
+  });
+  return child;
+}
+
+interface LoadResult {
+  completed: number;
+  failed: number;
+  firstError: string;
+  perSecond: number;
+  p50: number;
+  p99: number;
+}
+
+function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }): Promise<LoadResult> {
+  const worker = fork(join(here, "mcp-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls });
+  return new Promise((resolve, reject) => {
+    worker.once("message", (m) => resolve(m as LoadResult));
+    worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
+  });
+}
+
+const allow: AccessGate = {
+  authorize: async (request) => ({ allow: true, reasons: ["allowed: bench policy"], obligations: [], policyIds: ["bench"], principal: { kind: "agent", name: request.caller.agent ?? "", spiffeId: request.caller.spiffeId, roles: [], labels: {} } }),
+};
+
+const quiet = { out: () => undefined, err: (t: string) => process.stderr.write(t) };
+const dataDir = await mkdtemp(join(tmpdir(), "mandate-bench-mcp-"));
+const children: ChildProcess[] = [];
+const rows: string[] = [];
+const results: Record<string, unknown> = {};
+try {
+  const upstreamPort = await freePort();
+  children.push(await startProcess(process.execPath, [EVERYTHING, "streamableHttp"], { PORT: String(upstreamPort) }, /listening on port/i));
+  const upstream = `http://127.0.0.1:${upstreamPort}/mcp`;
+  const proxyPort = await freePort();
+  children.push(await startProcess(process.execPath, [MCP_PROXY, "--port", String(proxyPort), "--host", "127.0.0.1", "--server", "stream", "--no-eventStore", "--", process.execPath, EVERYTHING, "stdio"], {}, /starting server on port/i));
+  const reference = `http://127.0.0.1:${proxyPort}/mcp`;
+
+  const plane = await startPlane(dataDir);
+  const tls = plane.tls;
+  // The same proxy with its data directory on tmpfs, where fsync is nearly free: what the proxy costs apart from the disk.
+  const shmDir = existsSync("/dev/shm") ? await mkdtemp(join("/dev/shm", "mandate-bench-mcp-")) : undefined;
+  const fast = shmDir ? await startPlane(shmDir) : undefined;
+
+  async function startPlane(dir: string) {
+    const started = await startControlPlane({ dataDir: dir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
+    started.context.access = allow;
+    await runCli(["node", "mandate", "mcp", "servers", "add", "http", "--url", upstream, "--owner", "bench", "--data-dir", dir], quiet);
+    await runCli(["node", "mandate", "mcp", "servers", "add", "stdio", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--owner", "bench", "--data-dir", dir], quiet);
+    const out: string[] = [];
+    await runCli(["node", "mandate", "agents", "add", "bench-agent", "--data-dir", dir, "--format", "json"], { out: (t) => out.push(t), err: quiet.err });
+    const creds = join(dir, "agent-creds");
+    await runCli(["node", "mandate", "daemon", "--auth-server", started.url, "--join-token", JSON.parse(out.join("")).token, "--out", creds, "--oneshot"], quiet);
+    const c = (await readCredentials(creds))!;
+    return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem } });
+  }
+
+  const line = (name: string, r: LoadResult, base?: LoadResult) =>
+    `| ${name} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${base ? `${(r.p50 - base.p50).toFixed(2)} / ${(r.p99 - base.p99).toFixed(2)}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${r.failed} |`;
+  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | errors |", "|---|---:|---:|---:|---:|---:|---:|");
+  for (const concurrency of concurrencies) {
+    const direct = await load(upstream, concurrency);
+    const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls);
+    const referenceStdio = await load(reference, concurrency);
+    const mandateStdio = await load(`${plane.url}/mcp/stdio`, concurrency, tls);
+    results[`c${concurrency}`] = { direct, mandate, referenceStdio, mandateStdio };
+    rows.push(line(`A. direct to Streamable HTTP server, ${concurrency} client(s)`, direct));
+    rows.push(line(`A. through Mandate (mTLS, gate, durable audit), ${concurrency}`, mandate, direct));
+    if (fast) {
+      const onTmpfs = await load(`${fast.url}/mcp/http`, concurrency, fast.tls);
+      (results[`c${concurrency}`] as Record<string, unknown>).mandateTmpfs = onTmpfs;
+      rows.push(line(`A. through Mandate, data directory on tmpfs, ${concurrency}`, onTmpfs, direct));
+    }
+    rows.push(line(`B. stdio server via mcp-proxy (no auth, no audit), ${concurrency}`, referenceStdio));
+    rows.push(line(`B. stdio server via Mandate (mTLS, gate, durable audit), ${concurrency}`, mandateStdio, referenceStdio));
+    for (const r of [direct, mandate, referenceStdio, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
+  }
+
+  // C. Idle sessions against the HTTP server: the proxy's own memory per session.
+  const proxy = plane.context.mcp!.proxy;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  const before = process.memoryUsage();
+  const { default: https } = await import("node:https");
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 16, ...tls });
+  const sessions = 1000;
+  const init = JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "idle", version: "1" } } });
+  const openOne = () =>
+    new Promise<void>((resolve, reject) => {
+      const req = https.request(`${plane.url}/mcp/http`, { method: "POST", agent, headers: { "content-type": "application/json", accept: "application/json, text/event-stream" } }, (res) => {
+        res.resume();
+        res.on("end", () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+      });
+      req.on("error", reject);
+      req.end(init);
+    });
+  const startCount = proxy.sessionCount;
+  for (let i = 0; i < sessions; i += 16) await Promise.all(Array.from({ length: Math.min(16, sessions - i) }, openOne));
+  gc?.();
+  const after = process.memoryUsage();
+  const perSession = (after.heapUsed + after.external - before.heapUsed - before.external) / (proxy.sessionCount - startCount);
+  agent.destroy();
+  results.idleSession = { sessions: proxy.sessionCount - startCount, bytesPerSession: Math.round(perSession), measuredWithGc: Boolean(gc) };
+  rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${proxy.sessionCount - startCount} sessions${gc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
+  await plane.close();
+  await fast?.close();
+  if (shmDir) await rm(shmDir, { recursive: true, force: true });
+} finally {
+  for (const child of children) child.kill("SIGTERM");
+  await rm(dataDir, { recursive: true, force: true });
+}
+console.log(rows.join("\n"));
+if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify(results, null, 2));
+process.exit(0);
