@@ -1,8 +1,10 @@
 /** Who is calling, as established from an mTLS X509-SVID. */
 export interface Caller {
-  kind: "agent" | "admin" | "server" | "workload";
+  kind: "agent" | "admin" | "server" | "workload" | "user";
   spiffeId: string;
   agent?: string | undefined;
+  /** set for `spiffe://<td>/user/<name>` identities (a person logged in with `mandate login`) */
+  user?: string | undefined;
   serialHex: string;
   notAfter: Date;
 }

@@ -6,7 +6,7 @@ export { ADMIN_PATH, SERVER_PATH, type Caller } from "./caller.js";
 export { parseCsr, verifyCsr, assertCsrRequestsOnly, type ParsedCsr } from "./csr.js";
 export { X509SvidIssuer, CLOCK_SKEW_BACKDATE_MS, type IssuedX509Svid } from "./issuer.js";
 export { LockRegistry, type Lock, type LockSubject } from "./locks.js";
-export { agentNameOf, agentSpiffeId, isSpiffeId, makeSpiffeId, parseSpiffeId, validateAgentName, validateTrustDomain, type SpiffeId } from "./spiffe-id.js";
+export { agentNameOf, userNameOf, agentSpiffeId, isSpiffeId, makeSpiffeId, parseSpiffeId, validateAgentName, validateTrustDomain, type SpiffeId } from "./spiffe-id.js";
 export { SvidService } from "./svid-service.js";
 export { formatSelector, normalizeSelectors, parseSelector, type Selector } from "./selectors.js";
 export { inspectCertificate } from "./x509-inspect.js";

@@ -126,6 +126,12 @@ export function agentSpiffeId(trustDomain: string, agentName: string): SpiffeId 
   return makeSpiffeId(trustDomain, "agent", validateAgentName(agentName));
 }
 
+/** Returns the user name when `id` is exactly `spiffe://td/user/<name>` (user certificates carry no further path). */
+export function userNameOf(id: SpiffeId): string | undefined {
+  const segments = id.path.split("/");
+  return segments.length === 3 && segments[1] === "user" && segments[2] ? segments[2] : undefined;
+}
+
 /** Returns the agent name when `id` is `spiffe://td/agent/<name>[/…]`. */
 export function agentNameOf(id: SpiffeId): string | undefined {
   const segments = id.path.split("/");

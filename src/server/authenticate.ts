@@ -2,7 +2,7 @@ import type { TLSSocket } from "node:tls";
 import type { FastifyRequest } from "fastify";
 import type { AuditLog } from "../audit/index.js";
 import { MandateError } from "../errors/index.js";
-import { ADMIN_PATH, type Caller, type LockRegistry, SERVER_PATH, type TrustDomainAuthority, agentNameOf, validateX509Svid } from "../identity/index.js";
+import { ADMIN_PATH, type Caller, type LockRegistry, SERVER_PATH, type TrustDomainAuthority, agentNameOf, userNameOf, validateX509Svid } from "../identity/index.js";
 
 interface VerifiedPeer {
   sequence: number;
@@ -94,7 +94,8 @@ export class CallerAuthenticator {
     const result = validateX509Svid(chain, (td: string) => (td === trustDomain ? this.authority.x509Authorities() : undefined), new Date(this.now()));
     const id = result.spiffeId;
     const agent = agentNameOf(id);
-    const kind: Caller["kind"] = id.path === ADMIN_PATH ? "admin" : id.path === SERVER_PATH ? "server" : agent ? "agent" : "workload";
-    return { kind, spiffeId: id.uri, agent, serialHex: result.serialHex.toLowerCase(), notAfter: result.notAfter };
+    const user = userNameOf(id);
+    const kind: Caller["kind"] = id.path === ADMIN_PATH ? "admin" : id.path === SERVER_PATH ? "server" : agent ? "agent" : user ? "user" : "workload";
+    return { kind, spiffeId: id.uri, agent, ...(user ? { user } : {}), serialHex: result.serialHex.toLowerCase(), notAfter: result.notAfter };
   }
 }

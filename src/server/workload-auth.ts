@@ -68,7 +68,7 @@ export class WorkloadAuthenticator {
         }
       }
       return {
-        caller: { kind: caller.kind, spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex, via: "mtls", notAfter: caller.notAfter },
+        caller: { kind: caller.kind, spiffeId: caller.spiffeId, agent: caller.agent, user: caller.user, serialHex: caller.serialHex, via: "mtls", notAfter: caller.notAfter },
         delegationToken,
       };
     }
