@@ -226,10 +226,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       app.server.setSecureContext({ key: serverCert.keyPem, cert: serverCert.chainPem, ca: authority.x509AuthoritiesPem(), minVersion: "TLSv1.2" } as never);
     };
     const halfLifePassed = (cert: IssuedKeyPair) => now() >= cert.issuedAt + (cert.notAfter - cert.issuedAt) / 2;
-    let maintaining = false;
-    const maintain = async () => {
-      if (maintaining) return;
-      maintaining = true;
+    const maintenancePass = async () => {
       try {
         const signerBefore = authority.x509Signer.authorityId;
         const changed = await authority.reload();
@@ -243,12 +240,27 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         if (adminCert && (signerChanged || halfLifePassed(adminCert))) await refreshAdminIdentity();
       } catch (error) {
         app.log.error({ err: error }, "maintenance pass failed");
-      } finally {
-        maintaining = false;
       }
     };
+    // Passes never overlap. An explicit call made while a pass runs waits for it and then
+    // runs one more, so its caller sees state read after the call (a rotation done just
+    // before it); concurrent explicit calls share that one follow-up pass.
+    let running: Promise<void> | undefined;
+    let queued: Promise<void> | undefined;
+    const startPass = (): Promise<void> => {
+      running = maintenancePass().finally(() => (running = undefined));
+      return running;
+    };
+    const maintain = (): Promise<void> => {
+      if (!running) return startPass();
+      queued ??= running.then(() => {
+        queued = undefined;
+        return startPass();
+      });
+      return queued;
+    };
     let lastAppliedSequence = authority.bundleSequence;
-    const timer = setInterval(() => void maintain(), options.maintenanceIntervalMs ?? 1000);
+    const timer = setInterval(() => void (running ? undefined : startPass()), options.maintenanceIntervalMs ?? 1000);
     timer.unref();
     const exporters = [
       ...(options.auditExportDir ? [new JsonlFileSink(resolve(options.auditExportDir))] : []),
