@@ -25,6 +25,8 @@ const AgentState = z.object({
   serial: z.string(),
   /** The agent's workload selectors as of the last join or renewal. */
   selectors: z.array(z.string()).default([]),
+  /** The instance generation the current SVID carries (a renewal proof names it); absent from older files. */
+  generation: z.number().int().positive().optional(),
 });
 export type AgentState = z.infer<typeof AgentState>;
 
@@ -32,6 +34,7 @@ export interface SvidResponse {
   spiffeId: string;
   instanceId: string;
   serial: string;
+  generation?: number;
   expiresAt: string;
   svidPem: string;
   trustDomain: string;
@@ -65,6 +68,7 @@ export async function writeCredentials(dir: string, response: SvidResponse, keyP
     expiresAt: response.expiresAt,
     serial: response.serial,
     selectors: response.selectors ?? [],
+    ...(response.generation === undefined ? {} : { generation: response.generation }),
   };
   await writeFileAtomic(join(dir, CREDENTIAL_FILES.bundle), response.bundlePem, 0o644);
   await writeFileAtomic(join(dir, CREDENTIAL_FILES.jwtBundle), `${JSON.stringify(response.jwtBundle, null, 2)}\n`, 0o644);

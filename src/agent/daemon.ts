@@ -6,6 +6,7 @@ import { parseCaPin, parseJoinToken } from "../join/index.js";
 import { certToPem } from "../identity/x509-util.js";
 import { type AgentCredentials, type AgentState, type SvidResponse, readCredentials, writeCredentials } from "./credential-dir.js";
 import { generateKeyAndCsr } from "./csr.js";
+import { SvidRenewer } from "./renewal.js";
 
 /** How a daemon without credentials joins: a Mandate join token, or a token its platform minted. */
 export type JoinMethod = "token" | "kubernetes" | "github" | "oidc";
@@ -31,14 +32,14 @@ export interface DaemonOptions {
 
 export const AGENT_VERSION = "0.1.0";
 
-/** Joins with the token once; afterwards renews with the current SVID over mTLS. */
-export async function obtainSvid(options: DaemonOptions): Promise<{ state: AgentState; joined: boolean }> {
+/** Joins with the token once; afterwards renews with the current SVID (a proof made with its key, or mTLS). */
+export async function obtainSvid(options: DaemonOptions, renewer?: SvidRenewer): Promise<{ state: AgentState; joined: boolean }> {
   const existing = await readCredentials(options.outDir);
   if (existing && existing.notAfter.getTime() > Date.now()) {
     if (options.authServer && new URL(options.authServer).origin !== new URL(existing.state.authServer).origin) {
       throw new MandateError("INVALID_ARGUMENT", `${options.outDir} belongs to ${existing.state.authServer}; use another --out to join ${options.authServer}`);
     }
-    return { state: await renewSvid(options.outDir, existing), joined: false };
+    return { state: await renewSvid(options.outDir, existing, renewer), joined: false };
   }
   const method = options.joinMethod ?? "token";
   if (method !== "token") {
@@ -81,14 +82,14 @@ async function joinControlPlane(outDir: string, authServer: string, caPin: strin
   }
 }
 
-export async function renewSvid(outDir: string, current: AgentCredentials): Promise<AgentState> {
-  const { keyPem, csrPem } = await generateKeyAndCsr();
-  const client = agentClient(current);
+/** One renewal; pass the daemon's renewer to keep its connection alive across renewals. */
+export async function renewSvid(outDir: string, current: AgentCredentials, renewer?: SvidRenewer): Promise<AgentState> {
+  if (renewer) return renewer.renew(outDir, current);
+  const once = new SvidRenewer();
   try {
-    const response = await client.request<SvidResponse>("POST", "/v1/svid/x509", { csr: csrPem });
-    return await writeCredentials(outDir, response, keyPem, current.state.authServer, current.state.caPin);
+    return await once.renew(outDir, current);
   } finally {
-    client.close();
+    once.close();
   }
 }
 
@@ -102,7 +103,17 @@ export function agentClient(credentials: AgentCredentials): MandateClient {
  */
 export async function runDaemon(options: DaemonOptions): Promise<void> {
   const log = options.log ?? (() => undefined);
-  let { state } = await obtainSvid(options);
+  // One renewer for the daemon's life: its connection to the control plane stays open between renewals.
+  const renewer = new SvidRenewer(log);
+  try {
+    await renewLoop(options, renewer, log);
+  } finally {
+    renewer.close();
+  }
+}
+
+async function renewLoop(options: DaemonOptions, renewer: SvidRenewer, log: (message: string) => void): Promise<void> {
+  let { state } = await obtainSvid(options, renewer);
   await options.onRenewed?.();
   log(`identity ${state.spiffeId} (instance ${state.instanceId}) valid until ${state.expiresAt}; files in ${options.outDir}`);
   if (options.oneshot) return;
@@ -118,7 +129,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       if (!current) throw new MandateError("UNAUTHENTICATED", `credentials in ${options.outDir} disappeared`);
       // After an outage longer than the SVID's life, a platform token (refreshed by the kubelet or CI) can join anew.
       const rejoin = current.notAfter.getTime() <= Date.now() && (options.joinMethod ?? "token") !== "token";
-      state = rejoin ? (await obtainSvid(options)).state : await renewSvid(options.outDir, current);
+      state = rejoin ? (await obtainSvid(options, renewer)).state : await renewSvid(options.outDir, current, renewer);
       failures = 0;
       await options.onRenewed?.();
       log(rejoin ? `the SVID had expired; joined again with a fresh ${options.joinMethod} token as ${state.spiffeId}; valid until ${state.expiresAt}` : `renewed ${state.spiffeId}; valid until ${state.expiresAt}`);

@@ -201,6 +201,11 @@ export class TrustDomainAuthority {
     return [this.root.cert, ...this.intermediates.map((i) => i.cert)];
   }
 
+  /** Whether certificates signed by this intermediate still chain to the published bundle. */
+  isPublishedAuthority(authorityId: string): boolean {
+    return this.intermediates.some((i) => i.id === authorityId);
+  }
+
   /** PEM of the trust anchors; computed once per bundle sequence since every SVID response carries it. */
   x509AuthoritiesPem(): string {
     if (this.pemCache?.sequence !== this.sequence) {

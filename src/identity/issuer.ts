@@ -5,6 +5,8 @@ import type { TrustDomainAuthority } from "./authority.js";
 import { type ParsedCsr, assertCsrRequestsOnly, verifyCsr } from "./csr.js";
 import type { SignatureVerifierPool } from "./signature-pool.js";
 import { certToPem, randomSerial, serialToHex } from "./x509-util.js";
+import { createHash, verify as verifySignatureAsync } from "node:crypto";
+import { importPublicKey, readSubjectPublicKey } from "./spki.js";
 
 /** Certificates are backdated this much so a verifier whose clock runs a little behind still accepts them. */
 export const CLOCK_SKEW_BACKDATE_MS = 60_000;
@@ -21,6 +23,12 @@ export interface IssueX509SvidInput {
   audit: (issued: { serialHex: string; notAfter: Date; authorityId: string }) => AuditEventInput;
   /** Further writes that must commit with the issuance (instance state, token use…). */
   writes?: (tx: StoreTx, issued: { serialHex: string; notAfter: number }) => Promise<void>;
+  /**
+   * A compare-and-set that runs first inside the issuance's transaction. When it returns
+   * an error, nothing of this issuance is written (the batch it shares commits without
+   * it) and the error is thrown after the commit: no certificate leaves.
+   */
+  claim?: (tx: StoreTx, issued: { serialHex: string; notAfter: number }) => Promise<MandateError | undefined>;
 }
 
 export interface IssuedX509Svid {
@@ -31,6 +39,8 @@ export interface IssuedX509Svid {
   certDer: Buffer;
   /** Leaf then intermediate, PEM: what `svid.pem` holds. */
   chainPem: string;
+  /** The instance generation this certificate carries, when it belongs to an instance. */
+  generation?: number | undefined;
 }
 
 /**
@@ -49,6 +59,13 @@ export class X509SvidIssuer {
   /** Proof of possession, off the event loop when a verifier pool is configured. */
   verifyCsr(csr: ParsedCsr): Promise<void> {
     return verifyCsr(csr, this.verifierPool);
+  }
+
+  /** An ES256 signature (r‖s) over `data` by the P-256 key in `spkiDer`, off the event loop like CSRs. */
+  async verifyEs256(spkiDer: Buffer, data: Buffer, signature: Buffer): Promise<boolean> {
+    if (this.verifierPool) return this.verifierPool.verify("sha256", spkiDer, data, signature, { p1363: true });
+    const key = await importPublicKey(readSubjectPublicKey(spkiDer, "PROOF_INVALID"));
+    return new Promise((resolve) => verifySignatureAsync("sha256", data, { key, dsaEncoding: "ieee-p1363" }, signature, (error, ok) => resolve(!error && ok)));
   }
 
   async issue(input: IssueX509SvidInput): Promise<IssuedX509Svid> {
@@ -72,7 +89,10 @@ export class X509SvidIssuer {
       notAfter,
     });
     const event = input.audit({ serialHex, notAfter, authorityId: signer.authorityId });
+    let refused: MandateError | undefined;
     await this.store.writeDurably(async (tx) => {
+      refused = await input.claim?.(tx, { serialHex, notAfter: notAfter.getTime() });
+      if (refused) return;
       await tx
         .insertInto("issued_svids")
         .values({
@@ -84,11 +104,14 @@ export class X509SvidIssuer {
           not_after: notAfter.getTime(),
           issued_at: t,
           generation: input.generation ?? null,
+          // A renewal proof presents this certificate back; the digest shows it is one we issued.
+          cert_sha256: createHash("sha256").update(certDer).digest("hex"),
         })
         .execute();
       await input.writes?.(tx, { serialHex, notAfter: notAfter.getTime() });
       await this.audit.appendInTransaction(tx, event);
     });
+    if (refused) throw refused;
     return {
       spiffeId: input.spiffeId,
       serialHex,
@@ -96,6 +119,7 @@ export class X509SvidIssuer {
       notAfter,
       certDer,
       chainPem: certToPem(certDer) + certToPem(signer.certDer),
+      generation: input.generation,
     };
   }
 }

@@ -14,7 +14,7 @@ parentPort.on("message", (batch) => {
   const results = batch.map((job) => {
     try {
       const key = createPublicKey({ key: Buffer.from(job.spki), format: "der", type: "spki" });
-      return verify(job.hash, Buffer.from(job.data), key, Buffer.from(job.signature));
+      return verify(job.hash, Buffer.from(job.data), job.p1363 ? { key, dsaEncoding: "ieee-p1363" } : key, Buffer.from(job.signature));
     } catch {
       return false;
     }
@@ -28,6 +28,8 @@ interface Job {
   spki: Uint8Array;
   data: Uint8Array;
   signature: Uint8Array;
+  /** ECDSA signature as r‖s (JWS) rather than DER (X.509, PKCS#10). */
+  p1363: boolean;
   resolve: (ok: boolean) => void;
   reject: (error: unknown) => void;
 }
@@ -65,7 +67,7 @@ class VerifierWorker {
   private dispatch(): void {
     if (this.inFlight || this.queue.length === 0) return;
     this.inFlight = this.queue.splice(0, 256);
-    this.worker.postMessage(this.inFlight.map(({ hash, spki, data, signature }) => ({ hash, spki, data, signature })));
+    this.worker.postMessage(this.inFlight.map(({ hash, spki, data, signature, p1363 }) => ({ hash, spki, data, signature, p1363 })));
   }
 
   terminate(): Promise<number> {
@@ -81,10 +83,10 @@ export class SignatureVerifierPool {
   }
 
   /** Verifies `signature` over `data` with the key in `spkiDer` (DER SubjectPublicKeyInfo). */
-  verify(hash: string | null, spkiDer: Uint8Array, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  verify(hash: string | null, spkiDer: Uint8Array, data: Uint8Array, signature: Uint8Array, options: { p1363?: boolean } = {}): Promise<boolean> {
     return new Promise((resolve, reject) => {
       const worker = this.workers.reduce((a, b) => (b.load < a.load ? b : a));
-      worker.submit({ hash, spki: spkiDer, data, signature, resolve, reject });
+      worker.submit({ hash, spki: spkiDer, data, signature, p1363: options.p1363 === true, resolve, reject });
     });
   }
 

@@ -71,6 +71,8 @@ export interface InstanceTable {
   svid_expires_at: number;
   version: string;
   last_presented_generation?: number | null;
+  /** SHA-256 (hex) of the last renewal proof accepted for this instance: the same proof never renews twice. */
+  last_proof_sha256?: string | null;
 }
 
 export interface IssuedSvidTable {
@@ -82,6 +84,8 @@ export interface IssuedSvidTable {
   not_after: number;
   issued_at: number;
   generation?: number | null;
+  /** SHA-256 (hex) of the certificate's DER; null for certificates issued before renewal proofs existed. */
+  cert_sha256?: string | null;
 }
 
 export type LockTargetKind = "agent" | "serial" | "instance" | "spiffe_id";

@@ -15,6 +15,7 @@ const JoinBody = z.strictObject({
   version: z.string().max(64).optional(),
 });
 const RenewBody = z.strictObject({ csr: z.string().min(1).max(16_384) });
+const ProofRenewBody = z.strictObject({ csr: z.string().min(1).max(16_384), proof: z.string().min(1).max(8192) });
 const DenialsBody = z.strictObject({
   denials: z
     .array(
@@ -44,6 +45,8 @@ async function svidResponse(ctx: ServerContext, agentName: string, instanceId: s
     spiffeId: svid.spiffeId,
     instanceId,
     serial: svid.serialHex,
+    // A renewal proof names the generation of the SVID it presents.
+    ...(svid.generation === undefined ? {} : { generation: svid.generation }),
     expiresAt: svid.notAfter.toISOString(),
     svidPem: svid.chainPem,
     trustDomain: ctx.authority.trustDomain,
@@ -88,6 +91,13 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext)
     const body = parseRequest(RenewBody, request.body);
     const result = await ctx.svids.renew(caller, body.csr);
     return svidResponse(ctx, caller.agent!, result.instanceId, result.svid);
+  });
+
+  // Renewal by proof of possession: no client certificate on the connection, which may be kept alive.
+  app.post("/v1/svid/x509/proof", async (request) => {
+    const body = parseRequest(ProofRenewBody, request.body);
+    const result = await ctx.svids.renewWithProof({ ...body, address: request.ip });
+    return svidResponse(ctx, result.agent, result.instanceId, result.svid);
   });
 
   // A daemon reports local processes it refused on the Workload API: they become audit events.
