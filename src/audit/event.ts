@@ -18,6 +18,8 @@ export interface AuditDelegation {
   id: string;
   delegator: string;
   task: string;
+  /** every link, root first, e.g. ["user:alice", "agent:deploy-auditor"] */
+  chain?: string[];
 }
 
 export interface AuditCorrelation {

@@ -359,7 +359,7 @@ export class LlmProxy {
     return {
       type: EVENT_TYPE,
       actor,
-      ...(decision?.delegation ? { delegation: { id: decision.delegation.id, delegator: decision.delegation.delegator, task: decision.delegation.task } } : {}),
+      ...(decision?.delegation ? { delegation: { id: decision.delegation.id, delegator: decision.delegation.delegator, task: decision.delegation.task, chain: decision.delegation.chain } } : {}),
       correlation: { request: call.id, ...(decision?.delegation ? { task: decision.delegation.task } : {}) },
       target: { model: call.model?.name ?? call.view?.model, endpoint: call.endpoint, ...(call.subject?.team ? { team: call.subject.team } : {}) },
       ...(decision ? { decision: { allow: decision.allow, policy: decision.policyIds.join(","), reasons: decision.reasons } } : {}),

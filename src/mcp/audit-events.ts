@@ -18,7 +18,7 @@ export function actorOf(credentials: CallerCredentials): AuditActor {
 
 export function delegationOf(decision: GateDecision | undefined): AuditDelegation | undefined {
   const d = decision?.delegation;
-  return d ? { id: d.id, delegator: d.delegator, task: d.task } : undefined;
+  return d ? { id: d.id, delegator: d.delegator, task: d.task, chain: d.chain } : undefined;
 }
 
 export function decisionOf(decision: GateDecision | undefined): AuditEventInput["decision"] {

@@ -1,6 +1,7 @@
 import type { AuditCheckpointer, StoreAuditLog } from "../audit/index.js";
 import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X509SvidIssuer } from "../identity/index.js";
 import type { AttestedJoinService, JoinRuleRegistry, TokenJoinService } from "../join/index.js";
+import type { DelegationLayer } from "../delegation/index.js";
 import type { DefinitionPins, McpCatalog, McpProxy } from "../mcp/index.js";
 import type { AccessGate } from "../policy/index.js";
 import type { LlmService } from "../llm/index.js";
@@ -27,6 +28,8 @@ export interface ServerContext {
   workloadAuth: WorkloadAuthenticator;
   /** The access layer; every proxy decision goes through it (absent: proxies deny everything). */
   access?: AccessGate;
+  /** Delegation grants, tokens, access requests and the gate built on them. */
+  delegation?: DelegationLayer;
   /** The MCP catalog, definition pins and proxy. */
   mcp?: { catalog: McpCatalog; pins: DefinitionPins; proxy: McpProxy };
   /** Set once the listener is up. */

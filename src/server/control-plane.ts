@@ -11,6 +11,7 @@ import { AttestedJoinService, DEFAULT_JOIN_TOKEN_TTL_MS, JoinRuleRegistry, JoinT
 import { DefinitionPins, McpCatalog, McpProxy, type ProxyLimits, registerMcpRoutes } from "../mcp/index.js";
 import { registerMcpAdminRoutes } from "../mcp/admin-routes.js";
 import type { AccessGate } from "../policy/index.js";
+import { type AccessPolicy, type UserDirectory, startDelegationLayer } from "../delegation/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
 import { claimDataDir } from "./data-dir-lock.js";
@@ -131,7 +132,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       metrics: new Registry(),
       now,
     };
-    if (options.accessGate) context.access = options.accessGate;
+    // Policy and users are looked up per call, so those modules may be wired in after this layer.
+    const delegation = await startDelegationLayer({
+      store,
+      authority,
+      agents,
+      locks,
+      audit,
+      auth,
+      policy: () => (context as { policy?: AccessPolicy }).policy,
+      users: () => (context as { users?: UserDirectory }).users,
+      audiences: () => proxyAudiences,
+      pollIntervalMs: options.lockPollMs ?? 200,
+      now,
+    });
+    context.delegation = delegation;
+    context.access = options.accessGate ?? delegation.gate;
     // The gate is looked up per call, so the access layer can be wired in after the proxies.
     const unconfigured: AccessGate = {
       authorize: async (request) => ({
@@ -188,6 +204,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerLlmRoutes(app, context, context.llm);
     const llmService = context.llm;
     registerJoinRoutes(app, context);
+    delegation.registerRoutes(app);
     registerMcpAdminRoutes(app, context);
     registerMcpRoutes(app, {
       proxy: mcpProxy,
@@ -308,6 +325,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         checkpointer.stop();
         clearInterval(retentionTimer);
         locks.stop();
+        delegation.stop();
         await app.close();
         await llmService.close();
         await verifierPool.close();

@@ -245,6 +245,50 @@ export interface LlmTranscriptTable {
   guardrails: string;
 }
 
+export interface DelegationTable {
+  id: string;
+  parent_id: string | null;
+  root_id: string;
+  depth: number;
+  task: string;
+  delegator_kind: "user" | "agent";
+  delegator_name: string;
+  /** the delegate */
+  agent: string;
+  /** JSON DelegationScope */
+  scope: string;
+  created_by: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_by: string | null;
+  revoke_reason: string | null;
+}
+
+export interface AccessRequestTable {
+  id: string;
+  status: "pending" | "approved" | "denied" | "consumed" | "expired";
+  requester_kind: "agent" | "user";
+  requester: string;
+  delegation_id: string | null;
+  task: string | null;
+  action: string;
+  resource: string;
+  args_hash: string | null;
+  rule: string;
+  /** requester, delegation, resource and arguments hash in one indexed string */
+  match_key: string;
+  created_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  decided_by: string | null;
+  decision_reason: string | null;
+  grant_mode: "once" | "window" | null;
+  valid_until: number | null;
+  used_at: number | null;
+  uses: number;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -266,4 +310,6 @@ export interface Database {
   llm_models: LlmModelTable;
   llm_usage: LlmUsageTable;
   llm_transcripts: LlmTranscriptTable;
+  delegations: DelegationTable;
+  access_requests: AccessRequestTable;
 }

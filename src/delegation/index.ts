@@ -1,0 +1,12 @@
+export { startDelegationLayer, type DelegationLayer, type DelegationLayerOptions } from "./layer.js";
+export { createAccessGate, type AccessGateOptions } from "./gate.js";
+export { DelegationService, MAX_GRANT_TTL_MS, chainStrings, type VerifiedDelegation } from "./service.js";
+export { DelegationRegistry, grantStatus } from "./registry.js";
+export { AccessRequests, argumentsHash, MAX_APPROVAL_WINDOW_MS, PENDING_TTL_MS } from "./approvals.js";
+export { attenuate, DEFAULT_MAX_DEPTH, type GlobCovers } from "./attenuation.js";
+export { DelegationTokens, DELEGATION_TOKEN_ALG, DELEGATION_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT, actChain, type ActClaim, type DelegationClaims } from "./token.js";
+export { DELEGATION_RESOURCE_PREFIX, TASK_RESOURCE_PREFIX, TOKEN_PATH } from "./token-routes.js";
+export { PrincipalResolver, type AccessPolicy, type UserDirectory } from "./principals.js";
+export { validateScope } from "./scope.js";
+export { defaultAction } from "./routes.js";
+export type * from "./types.js";

@@ -1,0 +1,161 @@
+import { type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
+import * as jose from "jose";
+import { MandateError } from "../errors/index.js";
+import type { DelegationScope } from "../policy/index.js";
+import type { Store } from "../store/index.js";
+import type { Grant } from "./types.js";
+
+/** RFC 8725 §3.11 explicit typing, so a delegation token is never mistaken for a JWT-SVID (whose typ is JWT or JOSE) or the reverse. */
+export const DELEGATION_TOKEN_TYPE = "delegation+jwt";
+export const DELEGATION_TOKEN_ALG = "ES256";
+export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
+export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
+const KEY_META = "delegation_signing_key";
+const MAX_TOKEN_LENGTH = 16 * 1024;
+const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+const CLOCK_TOLERANCE_SECONDS = 30;
+
+/** RFC 8693 §4.1: the current actor outermost, earlier actors nested inside. */
+export interface ActClaim {
+  sub: string;
+  act?: ActClaim;
+}
+
+export interface DelegationClaims {
+  iss: string;
+  sub: string;
+  aud: string[];
+  iat: number;
+  nbf: number;
+  exp: number;
+  /** the grant id */
+  jti: string;
+  act: ActClaim;
+  task_id: string;
+  /** the grant's scope as stored (for readers; the gate enforces the stored grant, not this copy) */
+  delegation_scope: { allow: string[]; deny: string[]; require_approval: string[]; max_spend_usd?: number };
+}
+
+interface SigningKey {
+  kid: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+/**
+ * The key delegation tokens are signed with: dedicated (not the JWT-SVID key), so a
+ * delegation token cannot verify as an identity anywhere a JWT-SVID is accepted. One
+ * key per trust domain, created by whichever control plane starts first and shared
+ * through the store.
+ */
+export async function loadDelegationKey(store: Store): Promise<SigningKey> {
+  const read = async () => {
+    const value = await store.getMeta(KEY_META);
+    if (!value) return undefined;
+    const parsed = JSON.parse(value) as { kid: string; privatePem: string };
+    const privateKey = createPrivateKey(parsed.privatePem);
+    return { kid: parsed.kid, privateKey, publicKey: createPublicKey(privateKey) };
+  };
+  const existing = await read();
+  if (existing) return existing;
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const value = JSON.stringify({ kid: `dlg-${randomBytes(8).toString("hex")}`, privatePem: privateKey.export({ type: "pkcs8", format: "pem" }) });
+  // Two control planes starting together: the second insert loses and both read the winner.
+  await store.db.insertInto("meta").values({ key: KEY_META, value }).onConflict((oc) => oc.column("key").doNothing()).execute();
+  const loaded = await read();
+  if (!loaded) throw new MandateError("INTERNAL", "the delegation signing key could not be stored");
+  return loaded;
+}
+
+export function actChain(links: { spiffeId: string }[]): ActClaim {
+  // links are root first; the most recent delegator is the outermost actor.
+  let act: ActClaim | undefined;
+  for (const link of links) act = act ? { sub: link.spiffeId, act } : { sub: link.spiffeId };
+  if (!act) throw new MandateError("INTERNAL", "a delegation chain has at least one link");
+  return act;
+}
+
+export function scopeClaim(scope: DelegationScope): DelegationClaims["delegation_scope"] {
+  return { allow: scope.allow, deny: scope.deny, require_approval: scope.requireApproval, ...(scope.maxSpendUsd !== undefined ? { max_spend_usd: scope.maxSpendUsd } : {}) };
+}
+
+export class DelegationTokens {
+  constructor(
+    private readonly key: SigningKey,
+    readonly issuer: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** The public key as a JWKS, for anyone who wants to read a token's claims with proof. */
+  jwks(): { keys: object[] } {
+    return { keys: [{ ...this.key.publicKey.export({ format: "jwk" }), kid: this.key.kid, alg: DELEGATION_TOKEN_ALG, use: "sig" }] };
+  }
+
+  async issue(input: { grant: Grant; agentSpiffeId: string; delegatorSpiffeIds: string[]; audience: string[] }): Promise<{ token: string; claims: DelegationClaims }> {
+    const iat = Math.floor(this.now() / 1000);
+    const claims: DelegationClaims = {
+      iss: this.issuer,
+      sub: input.agentSpiffeId,
+      aud: input.audience,
+      iat,
+      nbf: iat,
+      exp: Math.floor(input.grant.expiresAt / 1000),
+      jti: input.grant.id,
+      act: actChain(input.delegatorSpiffeIds.map((spiffeId) => ({ spiffeId }))),
+      task_id: input.grant.task,
+      delegation_scope: scopeClaim(input.grant.scope),
+    };
+    const token = await new jose.SignJWT(claims as unknown as jose.JWTPayload).setProtectedHeader({ alg: DELEGATION_TOKEN_ALG, kid: this.key.kid, typ: DELEGATION_TOKEN_TYPE }).sign(this.key.privateKey);
+    return { token, claims };
+  }
+
+  /**
+   * Verifies signature, algorithm (pinned, never taken from the token), type, issuer,
+   * audience and lifetime. Whether the grant is still live and whether the presenter is
+   * the token's subject are the gate's checks.
+   */
+  async verify(token: string, audiences: string[]): Promise<DelegationClaims> {
+    if (typeof token !== "string" || token.length === 0) throw invalid("the token is empty");
+    if (token.length > MAX_TOKEN_LENGTH) throw invalid(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
+    if (!COMPACT.test(token)) throw invalid("not a JWS compact serialization (three non-empty base64url segments)");
+    let header: Record<string, unknown>;
+    try {
+      header = jose.decodeProtectedHeader(token) as Record<string, unknown>;
+    } catch {
+      throw invalid("the header is not base64url-encoded JSON");
+    }
+    for (const name of Object.keys(header)) if (!["alg", "kid", "typ"].includes(name)) throw invalid(`header parameter ${JSON.stringify(name)} is not allowed`);
+    if (header.alg !== DELEGATION_TOKEN_ALG) throw invalid(`algorithm ${JSON.stringify(header.alg)} is not accepted; delegation tokens are ${DELEGATION_TOKEN_ALG}`);
+    if (header.typ !== DELEGATION_TOKEN_TYPE) throw invalid(`typ ${JSON.stringify(header.typ)} is not ${DELEGATION_TOKEN_TYPE} (is this a JWT-SVID? present it as the credential, and the delegation token beside it)`);
+    if (header.kid !== this.key.kid) throw invalid(`kid ${JSON.stringify(header.kid)} is not this trust domain's delegation key`);
+    let payload: jose.JWTPayload;
+    try {
+      ({ payload } = await jose.jwtVerify(token, this.key.publicKey, {
+        algorithms: [DELEGATION_TOKEN_ALG],
+        typ: DELEGATION_TOKEN_TYPE,
+        issuer: this.issuer,
+        audience: audiences,
+        requiredClaims: ["exp", "iat", "sub", "jti", "aud"],
+        currentDate: new Date(this.now()),
+        clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      }));
+    } catch (error) {
+      if (error instanceof jose.errors.JWTExpired) throw new MandateError("DELEGATION_EXPIRED", `the delegation token expired at ${describeTime(error.payload.exp)}`);
+      if (error instanceof jose.errors.JWSSignatureVerificationFailed) throw invalid("the signature does not verify (was the token altered?)");
+      if (error instanceof jose.errors.JWTClaimValidationFailed) throw invalid(error.claim === "aud" ? `aud ${JSON.stringify(error.payload.aud)} names none of this trust domain's proxies` : `${error.claim} ${error.reason === "missing" ? "is missing" : `is invalid: ${error.message}`}`);
+      throw invalid((error as Error).message);
+    }
+    if (typeof payload.task_id !== "string" || typeof payload.act !== "object" || payload.act === null) throw invalid("task_id or act is missing");
+    return payload as unknown as DelegationClaims;
+  }
+}
+
+function invalid(reason: string): MandateError {
+  return new MandateError("DELEGATION_INVALID", `delegation token rejected: ${reason}`);
+}
+
+function describeTime(seconds: unknown): string {
+  if (typeof seconds !== "number") return String(seconds);
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? String(seconds) : date.toISOString();
+}
