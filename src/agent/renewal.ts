@@ -20,7 +20,11 @@ export class SvidRenewer {
   private client: { bundlePem: string; authServer: string; client: MandateClient } | undefined;
   private proofUnsupported = false;
 
-  constructor(private readonly log: (message: string) => void = () => undefined) {}
+  constructor(
+    private readonly log: (message: string) => void = () => undefined,
+    /** The agent's clock (tests move it). */
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async renew(outDir: string, current: AgentCredentials): Promise<AgentState> {
     const { keyPem, csrPem, csrDer } = await generateKeyAndCsr();
@@ -37,7 +41,7 @@ export class SvidRenewer {
     const proof = signRenewalProof(key, leafDer, {
       aud: `spiffe://${current.state.trustDomain}${SERVER_PATH}`,
       sub: current.state.spiffeId,
-      iat: Math.floor(Date.now() / 1000),
+      iat: Math.floor(this.now() / 1000),
       instance: current.state.instanceId,
       generation,
       serial: inspectCertificate(leafDer).serialHex.toLowerCase(),
