@@ -76,26 +76,36 @@ export class CallerAuthenticator {
   }
 
   private verifySocket(socket: TLSSocket): Caller {
-    if (typeof socket.getPeerX509Certificate !== "function") throw new MandateError("UNAUTHENTICATED", "this endpoint requires TLS with a client certificate");
-    // The X509Certificate form is far cheaper than getPeerCertificate(true)'s object tree.
-    const leaf = socket.getPeerX509Certificate();
-    if (!leaf) throw new MandateError("UNAUTHENTICATED", "this endpoint requires an X509-SVID client certificate (mTLS)");
-    if (!socket.authorized) {
-      throw new MandateError("INVALID_CERTIFICATE", `client certificate rejected: ${String(socket.authorizationError ?? "not issued by this trust domain")}`);
-    }
-    const chain: Buffer[] = [leaf.raw];
-    let current = leaf.issuerCertificate;
-    while (current && chain.length < 6) {
-      chain.push(current.raw);
-      if (current.checkIssued(current)) break;
-      current = current.issuerCertificate;
-    }
-    const trustDomain = this.authority.trustDomain;
-    const result = validateX509Svid(chain, (td: string) => (td === trustDomain ? this.authority.x509Authorities() : undefined), new Date(this.now()));
-    const id = result.spiffeId;
-    const agent = agentNameOf(id);
-    const user = userNameOf(id);
-    const kind: Caller["kind"] = id.path === ADMIN_PATH ? "admin" : id.path === SERVER_PATH ? "server" : agent ? "agent" : user ? "user" : "workload";
-    return { kind, spiffeId: id.uri, agent, ...(user ? { user } : {}), serialHex: result.serialHex.toLowerCase(), notAfter: result.notAfter };
+    return callerFromTlsSocket(socket, this.authority, this.now());
   }
+}
+
+
+/**
+ * The SPIFFE rules for a TLS peer whose chain the TLS layer has checked against the
+ * bundle: one X509-SVID of this trust domain. Shared by the HTTPS listener and the
+ * database proxy's own TLS listener.
+ */
+export function callerFromTlsSocket(socket: TLSSocket, authority: TrustDomainAuthority, now: number): Caller {
+  if (typeof socket.getPeerX509Certificate !== "function") throw new MandateError("UNAUTHENTICATED", "this endpoint requires TLS with a client certificate");
+  // The X509Certificate form is far cheaper than getPeerCertificate(true)'s object tree.
+  const leaf = socket.getPeerX509Certificate();
+  if (!leaf) throw new MandateError("UNAUTHENTICATED", "this endpoint requires an X509-SVID client certificate (mTLS)");
+  if (!socket.authorized) {
+    throw new MandateError("INVALID_CERTIFICATE", `client certificate rejected: ${String(socket.authorizationError ?? "not issued by this trust domain")}`);
+  }
+  const chain: Buffer[] = [leaf.raw];
+  let current = leaf.issuerCertificate;
+  while (current && chain.length < 6) {
+    chain.push(current.raw);
+    if (current.checkIssued(current)) break;
+    current = current.issuerCertificate;
+  }
+  const trustDomain = authority.trustDomain;
+  const result = validateX509Svid(chain, (td: string) => (td === trustDomain ? authority.x509Authorities() : undefined), new Date(now));
+  const id = result.spiffeId;
+  const agent = agentNameOf(id);
+  const user = userNameOf(id);
+  const kind: Caller["kind"] = id.path === ADMIN_PATH ? "admin" : id.path === SERVER_PATH ? "server" : agent ? "agent" : user ? "user" : "workload";
+  return { kind, spiffeId: id.uri, agent, ...(user ? { user } : {}), serialHex: result.serialHex.toLowerCase(), notAfter: result.notAfter };
 }

@@ -5,6 +5,7 @@ import type { DelegationLayer } from "../delegation/index.js";
 import type { DefinitionPins, McpCatalog, McpProxy } from "../mcp/index.js";
 import type { AccessGate } from "../policy/index.js";
 import type { LlmService } from "../llm/index.js";
+import type { DbService } from "../db/index.js";
 import type { Registry } from "prom-client";
 import type { Store } from "../store/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
@@ -34,6 +35,8 @@ export interface ServerContext {
   mcp?: { catalog: McpCatalog; pins: DefinitionPins; proxy: McpProxy };
   /** Set once the listener is up. */
   checkpointer?: AuditCheckpointer;
+  /** The database proxy: registry, audit journal and the PostgreSQL listener. */
+  db?: DbService;
   /** The LLM proxy, when it is enabled. */
   llm?: LlmService;
   /** Prometheus metrics every module registers on (served at GET /metrics). */

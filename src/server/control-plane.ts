@@ -23,6 +23,8 @@ import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerIdentityRoutes } from "./routes/identity-routes.js";
 import { registerWorkloadRoutes } from "./routes/workload-routes.js";
 import { WorkloadAuthenticator } from "./workload-auth.js";
+import { DEFAULT_DB_PORT, DbService, registerDbRoutes } from "../db/index.js";
+import { callerFromTlsSocket } from "./authenticate.js";
 import { registerJoinRoutes } from "./routes/join-routes.js";
 import { type IssuedKeyPair, issueControlPlaneCertificate, serverCertificateNames } from "./server-identity.js";
 
@@ -63,6 +65,11 @@ export interface ControlPlaneOptions {
   proxyAudiences?: string[] | undefined;
   /** The LLM proxy: its configuration (or a YAML file holding it) and the Redis that replicas share limits and budgets in. */
   llm?: { config?: LlmConfig | undefined; configPath?: string | undefined; redis?: string | undefined; redisPrefix?: string | undefined; env?: NodeJS.ProcessEnv } | undefined;
+  /**
+   * The database proxy's PostgreSQL listener: host:port, or "off" (default when embedding;
+   * `mandate start` listens on 127.0.0.1:7432). `optional`: a busy port logs and goes on.
+   */
+  db?: { listen?: string | undefined; optional?: boolean; keepLiterals?: boolean; env?: NodeJS.ProcessEnv } | undefined;
   /** Embedders and tests may supply the access gate (it becomes `context.access`). */
   accessGate?: AccessGate | undefined;
   now?: () => number;
@@ -206,6 +213,38 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerJoinRoutes(app, context);
     delegation.registerRoutes(app);
     registerMcpAdminRoutes(app, context);
+    // A new object whenever the server certificate or the bundle changes, so the listener re-applies it.
+    let dbTls: { cert: IssuedKeyPair; sequence: number; options: { key: string; cert: string; ca: string } } | undefined;
+    const dbTlsOptions = () => {
+      if (!dbTls || dbTls.cert !== serverCert || dbTls.sequence !== authority.bundleSequence) {
+        dbTls = { cert: serverCert, sequence: authority.bundleSequence, options: { key: serverCert.keyPem, cert: serverCert.chainPem, ca: authority.x509AuthoritiesPem() } };
+      }
+      return dbTls.options;
+    };
+    const dbListenOption = options.db?.listen ?? "off";
+    const dbService = async (listen: string) =>
+      DbService.start({
+        store,
+        audit,
+        locks,
+        gate: { authorize: (request) => (context.access ?? unconfigured).authorize(request) },
+        dataDir,
+        listen: listen === "off" ? undefined : parseHostPort(listen, DEFAULT_DB_PORT, "--db-listen"),
+        tlsOptions: dbTlsOptions,
+        verifyPeer: (socket) => ({ ...callerFromTlsSocket(socket, authority, now()), via: "mtls" }),
+        keepLiterals: options.db?.keepLiterals,
+        env: options.db?.env,
+        now,
+        log: (message, error) => app.log.error({ err: error }, message),
+      });
+    try {
+      context.db = await dbService(dbListenOption);
+    } catch (error) {
+      if (!options.db?.optional || (error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+      app.log.warn(`the database proxy's port ${dbListenOption} is in use; its listener is off (pass --db-listen HOST:PORT)`);
+      context.db = await dbService("off");
+    }
+    registerDbRoutes(app, context, context.db);
     registerMcpRoutes(app, {
       proxy: mcpProxy,
       authenticate: async (request) => ({ ...(await context.workloadAuth.authenticate(request, "mcp.request")), address: request.ip }),
@@ -321,6 +360,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       async close() {
         clearInterval(timer);
         await mcpProxy.close();
+        await context.db?.close();
         for (const exporter of exporters) await exporter.stop();
         checkpointer.stop();
         clearInterval(retentionTimer);

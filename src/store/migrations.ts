@@ -1,5 +1,6 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
 import llmMigration from "./migrations/0400_llm.js";
+import dbMigration from "./migrations/0500_db.js";
 import renewalProofs from "./migrations/0600_renewal_proofs.js";
 import agentSelectors from "./migrations/0200_agent_selectors.js";
 import joinRules from "./migrations/0201_join_rules.js";
@@ -188,6 +189,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
  */
 const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {
   "0400_llm": llmMigration,
+  "0500_db": dbMigration,
   "0600_renewal_proofs": renewalProofs,
   "0200_agent_selectors": agentSelectors,
   "0201_join_rules": joinRules,

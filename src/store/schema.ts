@@ -201,6 +201,14 @@ export interface LlmProviderTable {
   created_by: string;
 }
 
+export interface DbDatabaseTable {
+  name: string;
+  /** the registered database as JSON (host, port, users and where their passwords come from); never a password */
+  definition: string;
+  created_at: number;
+  created_by: string;
+}
+
 export interface LlmModelTable {
   name: string;
   definition: string;
@@ -307,6 +315,7 @@ export interface Database {
   mcp_server_secrets: McpServerSecretTable;
   mcp_definitions: McpDefinitionTable;
   llm_providers: LlmProviderTable;
+  db_databases: DbDatabaseTable;
   llm_models: LlmModelTable;
   llm_usage: LlmUsageTable;
   llm_transcripts: LlmTranscriptTable;

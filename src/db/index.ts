@@ -1,0 +1,5 @@
+export { DbService, DEFAULT_DB_LISTEN, DEFAULT_DB_PORT, type DbServiceOptions } from "./service.js";
+export { DbRegistry, DbDefinition, SecretRef, parseDatabaseUri, resolveSecret, type DbView } from "./registry.js";
+export { ClassificationCache, classifySql, loadParser, redact, UnparseableStatement, type Classification } from "./classify.js";
+export { DbAuditJournal } from "./journal.js";
+export { registerDbRoutes } from "./routes.js";

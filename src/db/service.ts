@@ -1,0 +1,71 @@
+import { join } from "node:path";
+import type { SecureContextOptions, TLSSocket } from "node:tls";
+import type { AuditLog } from "../audit/index.js";
+import type { LockRegistry } from "../identity/index.js";
+import type { AccessGate, AuthenticatedCaller } from "../policy/index.js";
+import type { Store } from "../store/index.js";
+import { ClassificationCache, loadParser } from "./classify.js";
+import { DbAuditJournal } from "./journal.js";
+import { DbListener } from "./listener.js";
+import { DbRegistry } from "./registry.js";
+
+export const DEFAULT_DB_LISTEN = "127.0.0.1:7432";
+export const DEFAULT_DB_PORT = 7432;
+
+export interface DbServiceOptions {
+  store: Store;
+  audit: AuditLog;
+  locks: LockRegistry;
+  gate: AccessGate;
+  dataDir: string;
+  /** undefined: no listener (`--db-listen off`) */
+  listen?: { host: string; port: number } | undefined;
+  tlsOptions: () => Pick<SecureContextOptions, "key" | "cert" | "ca">;
+  verifyPeer: (socket: TLSSocket) => AuthenticatedCaller;
+  keepLiterals?: boolean;
+  decisionTtlMs?: number;
+  env?: NodeJS.ProcessEnv;
+  now: () => number;
+  log: (message: string, error?: unknown) => void;
+}
+
+/** The database proxy: registry, audit journal, classification cache and the PostgreSQL listener. */
+export class DbService {
+  private constructor(
+    readonly registry: DbRegistry,
+    readonly journal: DbAuditJournal,
+    readonly cache: ClassificationCache,
+    readonly listener: DbListener | undefined,
+    readonly port: number | undefined,
+  ) {}
+
+  static async start(options: DbServiceOptions): Promise<DbService> {
+    await loadParser();
+    const registry = new DbRegistry(options.store, options.now, options.env);
+    const journal = await DbAuditJournal.open(join(options.dataDir, "db-audit"), options.audit, (error) => options.log("database audit journal write failed", error));
+    const cache = new ClassificationCache();
+    let listener: DbListener | undefined;
+    let port: number | undefined;
+    if (options.listen) {
+      listener = new DbListener({
+        host: options.listen.host,
+        port: options.listen.port,
+        tlsOptions: options.tlsOptions,
+        verifyPeer: options.verifyPeer,
+        deps: { registry, gate: options.gate, journal, locks: options.locks, cache, keepLiterals: options.keepLiterals ?? false, decisionTtlMs: options.decisionTtlMs ?? 1000, now: options.now },
+      });
+      try {
+        port = await listener.start();
+      } catch (error) {
+        await journal.close();
+        throw error;
+      }
+    }
+    return new DbService(registry, journal, cache, listener, port);
+  }
+
+  async close(): Promise<void> {
+    await this.listener?.close();
+    await this.journal.close();
+  }
+}

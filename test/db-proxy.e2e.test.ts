@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
+import { startTestControlPlane } from "./helpers/control-plane.js";
+import { classGate, directClient, proxyClient, proxyConnString, psql, registerDatabase } from "./helpers/db.js";
+import type { ControlPlane } from "../src/server/index.js";
+
+let plane: ControlPlane;
+let reader: TestAgent;
+let admin: TestAgent;
+const schema = `mandate_db_${process.pid}_${Date.now() % 100000}`;
+
+beforeAll(async () => {
+  const direct = directClient();
+  await direct.connect();
+  await direct.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.orders (id int primary key, item text); INSERT INTO ${schema}.orders VALUES (1, 'apple'), (2, 'pear'); CREATE TABLE ${schema}.victim (id int)`);
+  await direct.end();
+  plane = await startTestControlPlane({ accessGate: classGate(), db: { listen: "127.0.0.1:0" } });
+  await registerDatabase(plane, "orders");
+  reader = await joinTestAgent(plane, "reader-1");
+  admin = await joinTestAgent(plane, "admin-1");
+}, 60_000);
+
+afterAll(async () => {
+  await plane?.close();
+  const direct = directClient();
+  await direct.connect();
+  await direct.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await direct.end();
+});
+
+describe("psql through the proxy", () => {
+  test("a read-only agent runs SELECTs", async () => {
+    const r = await psql(proxyConnString(plane, reader, "orders"), `SELECT item FROM ${schema}.orders ORDER BY id`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("apple\npear");
+  });
+
+  test("a read-only agent cannot DROP TABLE; the session stays usable", async () => {
+    const r = await psql(proxyConnString(plane, reader, "orders"), `DROP TABLE ${schema}.victim`, ["-c", "SELECT 42"]);
+    expect(r.stderr).toContain("permission denied by Mandate");
+    expect(r.stdout).toBe("42");
+  });
+
+  test("pg client with extended protocol", async () => {
+    const client = proxyClient(plane, reader, "orders");
+    await client.connect();
+    const result = await client.query(`SELECT item FROM ${schema}.orders WHERE id = $1`, [2]);
+    expect(result.rows).toEqual([{ item: "pear" }]);
+    await expect(client.query(`DELETE FROM ${schema}.orders WHERE id = $1`, [1])).rejects.toMatchObject({ code: "42501" });
+    const again = await client.query({ name: "byid", text: `SELECT item FROM ${schema}.orders WHERE id = $1`, values: [1] });
+    expect(again.rows).toEqual([{ item: "apple" }]);
+    await client.end();
+  });
+
+  test("admin can", async () => {
+    const r = await psql(proxyConnString(plane, admin, "orders"), `DELETE FROM ${schema}.victim`);
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("DELETE 0");
+  });
+});
