@@ -11,6 +11,8 @@ import { registerMcp } from "./commands/mcp.js";
 import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
 import { registerUsage } from "./commands/usage.js";
+import { registerUsers } from "./commands/users.js";
+import { registerLogin } from "./commands/login.js";
 import { type Io, type OutputFormat, printError, processIo } from "./output.js";
 
 export const VERSION = "0.1.0";
@@ -43,6 +45,8 @@ Getting started:
   registerLlm(program, io);
   registerUsage(program, io);
   registerMcp(program, io);
+  registerUsers(program, io);
+  registerLogin(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }

@@ -8,6 +8,7 @@ import type { LlmService } from "../llm/index.js";
 import type { DbService } from "../db/index.js";
 import type { Registry } from "prom-client";
 import type { Store } from "../store/index.js";
+import type { UserLoginService, UserRegistry } from "../users/index.js";
 import type { CallerAuthenticator } from "./authenticate.js";
 import type { WorkloadAuthenticator } from "./workload-auth.js";
 
@@ -33,6 +34,10 @@ export interface ServerContext {
   delegation?: DelegationLayer;
   /** The MCP catalog, definition pins and proxy. */
   mcp?: { catalog: McpCatalog; pins: DefinitionPins; proxy: McpProxy };
+  /** People: `users.get(name)` resolves a user principal (roles, labels, disabled). */
+  users?: UserRegistry;
+  /** Logins (password + TOTP, SSO) that end in a user certificate. */
+  userLogin?: UserLoginService;
   /** Set once the listener is up. */
   checkpointer?: AuditCheckpointer;
   /** The database proxy: registry, audit journal and the PostgreSQL listener. */

@@ -23,6 +23,7 @@ import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerIdentityRoutes } from "./routes/identity-routes.js";
 import { registerWorkloadRoutes } from "./routes/workload-routes.js";
 import { WorkloadAuthenticator } from "./workload-auth.js";
+import { UserLoginService, UserRegistry, type UserLoginSettings, registerUserRoutes } from "../users/index.js";
 import { DEFAULT_DB_PORT, DbService, registerDbRoutes } from "../db/index.js";
 import { callerFromTlsSocket } from "./authenticate.js";
 import { registerJoinRoutes } from "./routes/join-routes.js";
@@ -70,6 +71,8 @@ export interface ControlPlaneOptions {
    * `mandate start` listens on 127.0.0.1:7432). `optional`: a busy port logs and goes on.
    */
   db?: { listen?: string | undefined; optional?: boolean; keepLiterals?: boolean; env?: NodeJS.ProcessEnv } | undefined;
+  /** User certificates (default and maximum lifetime) and failed-login limits. */
+  users?: Partial<UserLoginSettings> | undefined;
   /** Embedders and tests may supply the access gate (it becomes `context.access`). */
   accessGate?: AccessGate | undefined;
   now?: () => number;
@@ -155,6 +158,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     });
     context.delegation = delegation;
     context.access = options.accessGate ?? delegation.gate;
+    context.users = new UserRegistry(store, authority.trustDomain, now);
+    context.userLogin = new UserLoginService({ users: context.users, issuer, authority, locks, audit, settings: options.users, now });
     // The gate is looked up per call, so the access layer can be wired in after the proxies.
     const unconfigured: AccessGate = {
       authorize: async (request) => ({
@@ -211,6 +216,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerLlmRoutes(app, context, context.llm);
     const llmService = context.llm;
     registerJoinRoutes(app, context);
+    registerUserRoutes(app, context, context.userLogin);
     delegation.registerRoutes(app);
     registerMcpAdminRoutes(app, context);
     // A new object whenever the server certificate or the bundle changes, so the listener re-applies it.

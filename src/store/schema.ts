@@ -297,6 +297,46 @@ export interface AccessRequestTable {
   uses: number;
 }
 
+export interface UserTable {
+  name: string;
+  /** JSON array of role names */
+  roles: string;
+  /** JSON object of labels */
+  labels: string;
+  /** `$scrypt$…`; null for users who log in only through SSO */
+  password_hash: string | null;
+  /** base32 TOTP secret; null for SSO users */
+  totp_secret: string | null;
+  /** the last TOTP step accepted: no code of that step or earlier is accepted again */
+  totp_last_step: number | null;
+  disabled: number;
+  sso_provider: string | null;
+  sso_subject: string | null;
+  email: string | null;
+  created_at: number;
+  created_by: string;
+  updated_at: number;
+  last_login_at: number | null;
+}
+
+export interface SsoProviderTable {
+  name: string;
+  /** JSON SsoProvider definition (no secrets: the client secret is named by an env var) */
+  definition: string;
+  created_at: number;
+  created_by: string;
+}
+
+export interface SsoLoginTable {
+  id: string;
+  provider: string;
+  state: string;
+  nonce: string;
+  code_verifier: string;
+  redirect_uri: string;
+  expires_at: number;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -319,6 +359,9 @@ export interface Database {
   llm_models: LlmModelTable;
   llm_usage: LlmUsageTable;
   llm_transcripts: LlmTranscriptTable;
+  users: UserTable;
+  sso_providers: SsoProviderTable;
+  sso_logins: SsoLoginTable;
   delegations: DelegationTable;
   access_requests: AccessRequestTable;
 }
