@@ -71,7 +71,9 @@ const { url: fakeUrl } = await startChild(fake);
 
 const mandates: Record<string, { url: string; ca: string; cert: string; key: string }> = {};
 for (const mode of ["durable", "concurrent"] as const) {
-  const child = fork(here("./llm-mandate.js"), [], { stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, FAKE_URL: fakeUrl!, FAKE_KEY, AUDIT_MODE: mode } });
+  // BENCH_PROFILE=DIR writes a CPU profile of each Mandate process there (on exit).
+  const execArgv = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=mandate-${mode}.cpuprofile`] : [];
+  const child = fork(here("./llm-mandate.js"), [], { execArgv, stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, FAKE_URL: fakeUrl!, FAKE_KEY, AUDIT_MODE: mode } });
   children.push(child);
   mandates[mode] = (await startChild(child)) as { url: string; ca: string; cert: string; key: string };
 }

@@ -1,4 +1,5 @@
 import { request } from "node:https";
+import { connect } from "node:tls";
 import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
@@ -46,6 +47,21 @@ describe("workload authentication for the proxies (mTLS or JWT-SVID, delegation 
     const dataDir = plane?.dataDir;
     await plane?.close();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("refuses TLS 1.2 renegotiation, so the identity cached for a connection cannot be swapped", async () => {
+    const { hostname, port } = new URL(plane.url);
+    const socket = connect({ host: hostname, port: Number(port), ca: alpha.credentials.bundlePem, cert: alpha.credentials.svidPem, key: alpha.credentials.keyPem, maxVersion: "TLSv1.2", servername: "localhost", checkServerIdentity: () => undefined });
+    await new Promise<void>((resolve, reject) => socket.once("secureConnect", resolve).once("error", reject));
+    expect(socket.getProtocol()).toBe("TLSv1.2");
+    const outcome = await new Promise<string>((resolve) => {
+      socket.once("error", (error) => resolve(`error: ${error.message}`));
+      socket.once("close", () => resolve("closed"));
+      const started = socket.renegotiate({ rejectUnauthorized: true }, (error) => resolve(error ? `error: ${error.message}` : "renegotiated"));
+      if (!started) resolve("refused locally");
+    });
+    socket.destroy();
+    expect(outcome).not.toBe("renegotiated");
   });
 
   it("accepts an X509-SVID on the connection, with the bearer slot as the delegation token", async () => {

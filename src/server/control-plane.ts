@@ -1,3 +1,4 @@
+import { constants as cryptoConstants } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { AddressInfo } from "node:net";
@@ -205,6 +206,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         requestCert: true,
         rejectUnauthorized: false,
         minVersion: "TLSv1.2",
+        // Identities are cached per TLS connection; a TLS 1.2 renegotiation must not swap the peer certificate under them.
+        secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
       },
       forceCloseConnections: true,
     });
@@ -285,7 +288,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     await refreshAdminIdentity();
 
     const applyTls = () => {
-      app.server.setSecureContext({ key: serverCert.keyPem, cert: serverCert.chainPem, ca: authority.x509AuthoritiesPem(), minVersion: "TLSv1.2" } as never);
+      app.server.setSecureContext({ key: serverCert.keyPem, cert: serverCert.chainPem, ca: authority.x509AuthoritiesPem(), minVersion: "TLSv1.2", secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION } as never);
     };
     const halfLifePassed = (cert: IssuedKeyPair) => now() >= cert.issuedAt + (cert.notAfter - cert.issuedAt) / 2;
     const maintenancePass = async () => {

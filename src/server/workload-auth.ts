@@ -40,8 +40,7 @@ export class WorkloadAuthenticator {
   ) {}
 
   async authenticate(request: FastifyRequest, attempted: string): Promise<WorkloadCredentials> {
-    const socket = request.raw.socket as TLSSocket;
-    const hasClientCert = typeof socket.getPeerX509Certificate === "function" && socket.getPeerX509Certificate() !== undefined;
+    const hasClientCert = presentsClientCertificate(request.raw.socket as TLSSocket);
     let secret: string | undefined;
     let headerDelegation: string | undefined;
     try {
@@ -140,6 +139,19 @@ export class WorkloadAuthenticator {
       .catch(() => undefined);
     return error;
   }
+}
+
+// Whether a connection carries a client certificate cannot change (renegotiation is off),
+// and asking builds an X509Certificate object each time, so the answer is kept per socket.
+const clientCertificatePresent = new WeakMap<TLSSocket, boolean>();
+
+function presentsClientCertificate(socket: TLSSocket): boolean {
+  let present = clientCertificatePresent.get(socket);
+  if (present === undefined) {
+    present = typeof socket.getPeerX509Certificate === "function" && socket.getPeerX509Certificate() !== undefined;
+    clientCertificatePresent.set(socket, present);
+  }
+  return present;
 }
 
 /** The API-key slot: `Authorization: Bearer …` (OpenAI and most clients) or `x-api-key` (Anthropic). */
