@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { registerAgents } from "./commands/agents.js";
 import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
+import { registerDb } from "./commands/db.js";
 import { registerDaemon, registerSvid } from "./commands/daemon.js";
 import { registerLlm } from "./commands/llm.js";
 import { registerJoins } from "./commands/joins.js";
@@ -43,6 +44,7 @@ Getting started:
   registerSvid(program, io);
   registerRun(program, io, context);
   registerLlm(program, io);
+  registerDb(program, io);
   registerUsage(program, io);
   registerMcp(program, io);
   registerUsers(program, io);

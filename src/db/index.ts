@@ -3,3 +3,4 @@ export { DbRegistry, DbDefinition, SecretRef, parseDatabaseUri, resolveSecret, t
 export { ClassificationCache, classifySql, loadParser, redact, UnparseableStatement, type Classification } from "./classify.js";
 export { DbAuditJournal } from "./journal.js";
 export { registerDbRoutes } from "./routes.js";
+export { startDbBridge, type DbBridgeOptions } from "./connect.js";

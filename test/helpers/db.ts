@@ -74,3 +74,104 @@ export function directClient(): pg.Client {
 export async function registerDatabase(plane: ControlPlane, name: string, extra: Record<string, unknown> = {}): Promise<void> {
   await plane.context.db!.registry.add({ name, host: UPSTREAM.host, port: UPSTREAM.port, database: UPSTREAM.database, defaultUser: UPSTREAM.user, users: { postgres: null }, sslMode: "disable", labels: { env: "test" }, ...extra }, "test");
 }
+
+/** A hand-driven protocol client (TLS + SVID), for message sequences no driver sends. */
+export class RawPgClient {
+  private buffer = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(readonly socket: import("node:net").Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, chunk]);
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on("close", () => {
+      this.closed = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+    socket.on("error", () => undefined);
+  }
+
+  /** Plain TCP to the listener (nothing sent yet). */
+  static async plain(port: number): Promise<RawPgClient> {
+    const { connect } = await import("node:net");
+    const socket = connect({ host: "127.0.0.1", port });
+    await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+    return new RawPgClient(socket);
+  }
+
+  /** SSLRequest, TLS with the agent's SVID, StartupMessage; resolves after the first ReadyForQuery. */
+  static async login(plane: ControlPlane, agent: TestAgent, database: string, user = "postgres"): Promise<RawPgClient> {
+    const plain = await RawPgClient.plain(dbPort(plane));
+    plain.socket.write(Buffer.from([0, 0, 0, 8, 4, 0xd2, 0x16, 0x2f]));
+    const answer = await plain.bytes(1);
+    if (answer.toString() !== "S") throw new Error(`SSLRequest answered ${answer.toString()}`);
+    plain.socket.removeAllListeners("data");
+    const { connect } = await import("node:tls");
+    const tls = connect({ socket: plain.socket, cert: readFileSync(join(agent.credentialDir, "svid.pem")), key: readFileSync(join(agent.credentialDir, "svid_key.pem")), rejectUnauthorized: false });
+    await new Promise((resolve, reject) => tls.once("secureConnect", resolve).once("error", reject));
+    const client = new RawPgClient(tls);
+    const { startupMessage } = await import("../../src/db/protocol.js");
+    tls.write(startupMessage({ user, database }));
+    await client.until("Z");
+    return client;
+  }
+
+  send(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  async bytes(n: number, timeoutMs = 5000): Promise<Buffer> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.buffer.length < n) {
+      if (this.closed || Date.now() > deadline) throw new Error(`wanted ${n} bytes, have ${this.buffer.length}${this.closed ? " (closed)" : ""}`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+    const out = this.buffer.subarray(0, n);
+    this.buffer = this.buffer.subarray(n);
+    return out;
+  }
+
+  /** Reads typed messages until one of `type` arrives; returns them all. */
+  async until(type: string, timeoutMs = 5000): Promise<{ type: string; body: Buffer }[]> {
+    const messages: { type: string; body: Buffer }[] = [];
+    for (;;) {
+      const head = await this.bytes(5, timeoutMs);
+      const body = await this.bytes(head.readUInt32BE(1) - 4, timeoutMs);
+      const message = { type: String.fromCharCode(head[0]!), body: Buffer.from(body) };
+      messages.push(message);
+      if (message.type === type) return messages;
+    }
+  }
+
+  /** Waits for the server to close; returns what came before (e.g. a FATAL error). */
+  async closedWith(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    return this.buffer.toString("latin1");
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+/** The fields of ErrorResponse messages among `messages`. */
+export function errorsIn(messages: { type: string; body: Buffer }[]): { code: string; message: string }[] {
+  return messages
+    .filter((m) => m.type === "E")
+    .map((m) => {
+      const fields = new Map<string, string>();
+      let o = 0;
+      while (o < m.body.length && m.body[o] !== 0) {
+        const end = m.body.indexOf(0, o + 1);
+        fields.set(String.fromCharCode(m.body[o]!), m.body.toString("utf8", o + 1, end));
+        o = end + 1;
+      }
+      return { code: fields.get("C") ?? "", message: fields.get("M") ?? "" };
+    });
+}

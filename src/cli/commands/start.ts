@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { DEFAULT_DB_LISTEN } from "../../db/index.js";
 import { startControlPlane } from "../../server/index.js";
 import { defaultDataDir } from "../admin-client.js";
 import { formatDuration, parseDuration } from "../duration.js";
@@ -23,6 +24,8 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--audit-webhook <url>", "also POST audit batches to this SIEM endpoint (at least once, Idempotency-Key per batch)")
     .option("--llm-config <file>", "LLM proxy configuration (YAML: providers, models, limits, budgets, guardrails; see docs/llm.md)")
     .option("--redis <url>", "redis://host:6379 shared by replicas for LLM rate limits and budgets (default: in memory)")
+    .option("--db-listen <host:port|off>", "the database proxy's PostgreSQL listener (default 127.0.0.1:7432; off to disable)")
+    .option("--db-keep-literals", "keep literal values in audited SQL (default: replaced by $n)")
     .option("--audit-hash-fields <paths>", "comma-separated event fields stored as keyed HMACs, e.g. details.prompt (check a value with `mandate audit hash`)")
     .addHelpText(
       "after",
@@ -55,6 +58,7 @@ Examples:
         auditWebhook: opts.auditWebhook as string | undefined,
         auditHashedFields: ((opts.auditHashFields as string | undefined) ?? "").split(",").map((f) => f.trim()).filter(Boolean),
         llm: { configPath: opts.llmConfig as string | undefined, redis: (opts.redis as string | undefined) ?? process.env.MANDATE_REDIS },
+        db: { listen: (opts.dbListen as string | undefined) ?? DEFAULT_DB_LISTEN, optional: opts.dbListen === undefined, keepLiterals: Boolean(opts.dbKeepLiterals) },
       });
       context.setRunning(() => plane.close());
       const { authority, store } = plane.context;
@@ -64,6 +68,7 @@ Examples:
           `Mandate control plane ${plane.created ? "initialized" : "started"}.`,
           `  trust domain    ${authority.trustDomain}${plane.created ? " (created)" : " (existing)"}`,
           `  listening on    ${plane.url}${plane.publicUrl !== plane.url ? ` (agents dial ${plane.publicUrl})` : ""}`,
+          `  database proxy  ${plane.context.db?.port ? `postgres on port ${plane.context.db.port} (TLS + X509-SVID; mandate db add / db connect)` : "off"}`,
           `  data            ${store.kind === "sqlite" ? store.location : `${dataDir} + ${store.location}`}`,
           `  CA pin          ${authority.caPin}`,
           `  admin identity  ${plane.adminIdentityPath}`,
