@@ -1,6 +1,10 @@
 import "reflect-metadata";
 import { Command, CommanderError } from "commander";
 import { registerAgents } from "./commands/agents.js";
+import { registerAccess } from "./commands/access.js";
+import { registerDelegate } from "./commands/delegate.js";
+import { registerDelegations } from "./commands/delegations.js";
+import { registerRequests } from "./commands/requests.js";
 import { registerAudit } from "./commands/audit.js";
 import { registerCa } from "./commands/ca.js";
 import { registerDb } from "./commands/db.js";
@@ -47,6 +51,10 @@ Getting started:
   registerDb(program, io);
   registerUsage(program, io);
   registerMcp(program, io);
+  registerDelegate(program, io);
+  registerDelegations(program, io);
+  registerRequests(program, io);
+  registerAccess(program, io, context.setExitCode);
   registerUsers(program, io);
   registerLogin(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });

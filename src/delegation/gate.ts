@@ -65,6 +65,10 @@ export function createAccessGate(o: AccessGateOptions): AccessGate {
       const base: GateDecision = { ...decision, obligations, principal, ...(delegation ? { delegation: delegation.summary } : {}) };
       const approval = decision.obligations.find((ob): ob is Extract<Obligation, { kind: "approval_required" }> => ob.kind === "approval_required");
       if (decision.allow || decision.deniedBy !== "approval" || !approval) return base;
+      // Listing is not using: an item that needs approval stays visible, so the agent can ask for it.
+      if (request.action.endsWith("/list") || request.context?.listing === true) {
+        return { ...base, allow: true, deniedBy: undefined, reasons: [`allowed to list: each use needs approval (${approval.rule})`, ...base.reasons] };
+      }
       return approvalStep(o, base, approval, request, principal, delegation, now);
     },
   };
