@@ -13,6 +13,7 @@ import { registerLlm } from "./commands/llm.js";
 import { registerJoins } from "./commands/joins.js";
 import { registerLocks } from "./commands/locks.js";
 import { registerMcp } from "./commands/mcp.js";
+import { registerRoles } from "./commands/roles.js";
 import { registerRun } from "./commands/run.js";
 import { registerStart } from "./commands/start.js";
 import { registerUsage } from "./commands/usage.js";
@@ -51,6 +52,7 @@ Getting started:
   registerDb(program, io);
   registerUsage(program, io);
   registerMcp(program, io);
+  registerRoles(program, io);
   registerDelegate(program, io);
   registerDelegations(program, io);
   registerRequests(program, io);

@@ -8,3 +8,4 @@ export { compileRole, compileRoleSource, ruleMatches, type CompiledRole, type Co
 export { CompiledPolicyEngine, compileRuntimeList, staticSnapshot, type PolicySnapshot, type RuntimeList, type SnapshotSource } from "./engine.js";
 export { createPolicyEngine, type MandatePolicyEngine, type PolicyEngineOptions } from "./create.js";
 export { MAX_APPLY_BYTES, parseRoleDocuments, RoleDocumentSchema, type ParsedRole, type RoleDocument } from "./role-document.js";
+export { POLICY_REVISION_KEY, RoleRegistry, type ApplyResult, type RuntimeEntry, type StoredRole } from "./registry.js";

@@ -3,7 +3,7 @@ import type { AgentRegistry, LockRegistry, SvidService, TrustDomainAuthority, X5
 import type { AttestedJoinService, JoinRuleRegistry, TokenJoinService } from "../join/index.js";
 import type { DelegationLayer } from "../delegation/index.js";
 import type { DefinitionPins, McpCatalog, McpProxy } from "../mcp/index.js";
-import type { AccessGate } from "../policy/index.js";
+import type { AccessGate, MandatePolicyEngine, RoleRegistry } from "../policy/index.js";
 import type { LlmService } from "../llm/index.js";
 import type { DbService } from "../db/index.js";
 import type { Registry } from "prom-client";
@@ -30,6 +30,8 @@ export interface ServerContext {
   workloadAuth: WorkloadAuthenticator;
   /** The access layer; every proxy decision goes through it (absent: proxies deny everything). */
   access?: AccessGate;
+  /** The policy engine (`authorize`, `mayApprove`) over a compiled snapshot of the roles and the runtime allow-list held by `registry`. */
+  policy?: MandatePolicyEngine & { registry: RoleRegistry };
   /** Delegation grants, tokens, access requests and the gate built on them. */
   delegation?: DelegationLayer;
   /** The MCP catalog, definition pins and proxy. */

@@ -11,7 +11,8 @@ import { Registry } from "prom-client";
 import { AttestedJoinService, DEFAULT_JOIN_TOKEN_TTL_MS, JoinRuleRegistry, JoinTokenVerifier, TokenJoinService } from "../join/index.js";
 import { DefinitionPins, McpCatalog, McpProxy, type ProxyLimits, registerMcpRoutes } from "../mcp/index.js";
 import { registerMcpAdminRoutes } from "../mcp/admin-routes.js";
-import type { AccessGate } from "../policy/index.js";
+import { type AccessGate, createPolicyEngine, RoleRegistry } from "../policy/index.js";
+import { registerPolicyRoutes } from "../policy/routes.js";
 import { type AccessPolicy, type UserDirectory, startDelegationLayer } from "../delegation/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
@@ -143,6 +144,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       metrics: new Registry(),
       now,
     };
+    const roles = new RoleRegistry(store, now);
+    await roles.start(options.lockPollMs ?? 200);
+    context.policy = Object.assign(createPolicyEngine({ source: roles, now }), { registry: roles });
     // Policy and users are looked up per call, so those modules may be wired in after this layer.
     const delegation = await startDelegationLayer({
       store,
@@ -215,6 +219,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerHealthRoutes(app, context);
     registerIdentityRoutes(app, context);
     registerAdminRoutes(app, context);
+    registerPolicyRoutes(app, context);
     registerWorkloadRoutes(app, context);
     registerLlmRoutes(app, context, context.llm);
     const llmService = context.llm;
@@ -374,6 +379,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         checkpointer.stop();
         clearInterval(retentionTimer);
         locks.stop();
+        roles.stop();
         delegation.stop();
         await app.close();
         await llmService.close();

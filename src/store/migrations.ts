@@ -1,4 +1,5 @@
 import { type Kysely, type Migration, type MigrationProvider, sql } from "kysely";
+import rolesMigration from "./migrations/0100_roles.js";
 import llmMigration from "./migrations/0400_llm.js";
 import dbMigration from "./migrations/0500_db.js";
 import renewalProofs from "./migrations/0600_renewal_proofs.js";
@@ -189,6 +190,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
  * database, 0600 identity). Add the file and one line here.
  */
 const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {
+  "0100_roles": rolesMigration,
   "0400_llm": llmMigration,
   "0500_db": dbMigration,
   "0600_renewal_proofs": renewalProofs,

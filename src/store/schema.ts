@@ -100,6 +100,23 @@ export interface LockTable {
   expires_at: number | null;
 }
 
+export interface RoleTable {
+  name: string;
+  /** the role's YAML document as applied */
+  source: string;
+  created_at: number;
+  updated_at: number;
+  updated_by: string;
+}
+
+export interface RuntimeAllowlistTable {
+  effect: "allow" | "deny";
+  pattern: string;
+  reason: string | null;
+  created_at: number;
+  created_by: string;
+}
+
 export interface AuditEventTable {
   seq: Generated<number>;
   id: string;
@@ -346,6 +363,8 @@ export interface Database {
   instances: InstanceTable;
   issued_svids: IssuedSvidTable;
   locks: LockTable;
+  roles: RoleTable;
+  runtime_allowlist: RuntimeAllowlistTable;
   audit_events: AuditEventTable;
   audit_chain_head: AuditChainHeadTable;
   audit_checkpoints: AuditCheckpointTable;
