@@ -41,5 +41,5 @@ allow:
 export async function usePolicy(plane: ControlPlane, roles = SCENARIO_ROLES): Promise<void> {
   const context = plane.context as { policy?: { registry?: { apply(text: string, by: string): Promise<unknown> } } };
   if (context.policy?.registry) await context.policy.registry.apply(roles, "spiffe://test/mandate/admin");
-  else context.policy = createPolicyEngine({ roles });
+  else (plane.context as { policy?: unknown }).policy = createPolicyEngine({ roles });
 }
