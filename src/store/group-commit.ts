@@ -2,16 +2,26 @@
  * Collects writes issued in the same event-loop turn and commits them in one
  * transaction: one fsync acknowledges many callers, so durable writes scale with
  * concurrency instead of the disk's fsync rate. A caller's promise resolves only
- * after its write is committed; if the batch fails, every caller in it sees the error.
+ * after its write is committed — and, when a `sync` is given, after a sync that began
+ * after that commit has completed. If the batch fails, every caller in it sees the error.
+ *
+ * With `sync`, the transaction commits without waiting for the disk and the sync runs
+ * off the event loop, beside the next batch's transaction (see
+ * docs/decisions/0005-group-commit-with-wal-sync-off-the-event-loop.md).
  */
 export class GroupCommit<Tx> {
   private pending: { op: (tx: Tx) => Promise<void>; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private scheduled = false;
   private running: Promise<void> = Promise.resolve();
+  /** Acknowledgements go out in commit order. */
+  private acknowledged: Promise<void> = Promise.resolve();
+  private syncInFlight: Promise<void> | undefined;
+  private syncQueued: Promise<void> | undefined;
 
   constructor(
     private readonly runTransaction: (body: (tx: Tx) => Promise<void>) => Promise<void>,
     private readonly maxBatch = 512,
+    private readonly sync?: () => Promise<void>,
   ) {}
 
   write(op: (tx: Tx) => Promise<void>): Promise<void> {
@@ -37,16 +47,52 @@ export class GroupCommit<Tx> {
         await this.runTransaction(async (tx) => {
           for (const item of batch) await item.op(tx);
         });
-        for (const item of batch) item.resolve();
       } catch (error) {
         for (const item of batch) item.reject(error);
+        return;
       }
+      if (!this.sync) {
+        for (const item of batch) item.resolve();
+        return;
+      }
+      const durable = this.syncAfterCommit();
+      this.acknowledged = this.acknowledged.then(() =>
+        durable.then(
+          () => batch.forEach((item) => item.resolve()),
+          (error: unknown) => batch.forEach((item) => item.reject(error)),
+        ),
+      );
     });
   }
 
-  /** Resolves once everything queued so far has been committed or failed. */
+  /**
+   * A sync that starts after the commit just made. One already running may have begun
+   * before it, so it waits for that one and then runs one more, which every commit made
+   * in the meantime shares.
+   */
+  private syncAfterCommit(): Promise<void> {
+    if (!this.syncInFlight) return this.startSync();
+    this.syncQueued ??= this.syncInFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.syncQueued = undefined;
+        return this.startSync();
+      });
+    return this.syncQueued;
+  }
+
+  private startSync(): Promise<void> {
+    const run: Promise<void> = this.sync!().finally(() => {
+      if (this.syncInFlight === run) this.syncInFlight = undefined;
+    });
+    this.syncInFlight = run;
+    return run;
+  }
+
+  /** Resolves once everything queued so far has been committed (and synced) or failed. */
   async drain(): Promise<void> {
     while (this.pending.length > 0 || this.scheduled) await new Promise((r) => setImmediate(r));
     await this.running;
+    await this.acknowledged;
   }
 }

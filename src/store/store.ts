@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { open, stat, unlink } from "node:fs/promises";
+import { syncFileData } from "./wal-sync.js";
 import { join, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction, sql } from "kysely";
@@ -25,6 +26,8 @@ const INIT_LOCK_KEY = 7_366_524_961; // arbitrary, constant across control plane
 
 export class Store {
   private readonly groupCommit: GroupCommit<StoreTx>;
+  /** Set when a WAL sync failed: what the page cache holds can no longer be trusted to reach the disk. */
+  private syncFailure: MandateError | undefined;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -33,7 +36,34 @@ export class Store {
     readonly location: string,
     private readonly guard: SqliteFileGuard | undefined,
   ) {
-    this.groupCommit = new GroupCommit((body) => this.db.transaction().execute(body));
+    this.groupCommit =
+      kind === "sqlite"
+        ? // Batches commit with synchronous=NORMAL (no fsync on the event loop), and are acknowledged
+          // only after the WAL is fdatasync'ed on the threadpool: docs/decisions/0005.
+          new GroupCommit((body) => this.commitWithoutSync(body), 512, () => this.syncWal())
+        : new GroupCommit((body) => this.db.transaction().execute(body));
+  }
+
+  private commitWithoutSync(body: (tx: StoreTx) => Promise<void>): Promise<void> {
+    // One connection for the pragma, the transaction and the pragma back, so no other statement commits unsynced.
+    // synchronous cannot change inside a transaction, hence around it.
+    return this.db.connection().execute(async (connection) => {
+      await sql`pragma synchronous = NORMAL`.execute(connection);
+      try {
+        await connection.transaction().execute(body);
+      } finally {
+        await sql`pragma synchronous = FULL`.execute(connection);
+      }
+    });
+  }
+
+  private async syncWal(): Promise<void> {
+    try {
+      await syncFileData(`${this.location}-wal`);
+    } catch (error) {
+      this.syncFailure ??= new MandateError("STORE_UNAVAILABLE", `the database's write-ahead log could not be synced to disk (${(error as Error).message}); restart the control plane`, { cause: error });
+      throw this.syncFailure;
+    }
   }
 
   static async open(options: OpenStoreOptions): Promise<Store> {
@@ -132,6 +162,7 @@ export class Store {
 
   /** Throws STORE_UNAVAILABLE / STORE_READ_ONLY when writes must not be attempted. */
   assertWritable(): void {
+    if (this.syncFailure) throw this.syncFailure;
     this.guard?.assertHealthy();
   }
 
