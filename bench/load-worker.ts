@@ -1,6 +1,10 @@
+import { type KeyObject, createPrivateKey } from "node:crypto";
 import { Agent, request } from "node:https";
 import { createSecureContext } from "node:tls";
 import { parentPort, workerData } from "node:worker_threads";
+import { generateKeyAndCsr } from "../src/agent/csr.js";
+import { csrDigest, signRenewalProof } from "../src/identity/renewal-proof.js";
+import { pemDecodeAll } from "../src/identity/x509-util.js";
 
 /**
  * A bounded closed-loop load generator: `concurrency` requests in flight over
@@ -23,11 +27,29 @@ interface LoadSpec {
   renewal?: { identities: { cert: string; key: string }[]; keys: string[] };
   /** Baseline mode: a new mTLS connection per request with one cached TLS context, GET only. */
   freshConnections?: boolean;
+  /**
+   * Proof-renewal mode, as `mandate daemon` renews: each slot is one agent instance that
+   * renews with a proof made by its current SVID's key, over kept-alive connections without
+   * a client certificate, each time with a key and CSR never used before (made before the
+   * clock starts: `freshKeys` of them), and uses the returned SVID and generation next time.
+   */
+  proofRenewal?: { identities: { cert: string; key: string; generation: number; instance: string; spiffeId: string; serial: string }[]; audience: string; freshKeys: number };
 }
 
 // Runs as a child process (the benchmark's default: client and server do not share a heap or an event loop) or as a worker thread.
 const spec = (parentPort ? workerData : await new Promise((resolve) => process.once("message", resolve))) as LoadSpec;
-const agent = new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, cert: spec.cert, key: spec.key });
+const agent = spec.proofRenewal
+  ? new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca })
+  : new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, cert: spec.cert, key: spec.key });
+const proofIdentities = (spec.proofRenewal?.identities ?? []).map((i) => ({ ...i, privateKey: createPrivateKey(i.key) as KeyObject, leafDer: pemDecodeAll(i.cert)[0]! }));
+const freshKeys = await Promise.all(
+  Array.from({ length: spec.proofRenewal?.freshKeys ?? 0 }, async () => {
+    const made = await generateKeyAndCsr();
+    return { privateKey: made.privateKey, csrPem: made.csrPem, digest: csrDigest(made.csrDer) };
+  }),
+);
+let nextFreshKey = 0;
+let reusedKeys = 0;
 const identities = spec.renewal?.identities.map((i) => ({ ...i })) ?? [];
 const freshContext = spec.freshConnections ? createSecureContext({ ca: spec.ca, cert: spec.cert, key: spec.key }) : undefined;
 let completed = 0;
@@ -38,7 +60,57 @@ let measuring = false;
 const started = Date.now();
 const deadline = started + spec.warmupMs + spec.durationMs;
 
+function oneProofRenewal(slot: number): Promise<void> {
+  return new Promise((resolve) => {
+    const identity = proofIdentities[slot]!;
+    if (nextFreshKey >= freshKeys.length) reusedKeys++;
+    const fresh = freshKeys[nextFreshKey++ % freshKeys.length]!;
+    const t0 = performance.now();
+    const proof = signRenewalProof(identity.privateKey, identity.leafDer, {
+      aud: spec.proofRenewal!.audience,
+      sub: identity.spiffeId,
+      iat: Math.floor(Date.now() / 1000),
+      instance: identity.instance,
+      generation: identity.generation,
+      serial: identity.serial,
+      csr: fresh.digest,
+    });
+    const body = JSON.stringify({ csr: fresh.csrPem, proof });
+    const req = request(spec.url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString();
+        if (res.statusCode === 200) {
+          const renewed = JSON.parse(text) as { svidPem: string; generation: number; serial: string };
+          identity.leafDer = pemDecodeAll(renewed.svidPem)[0]!;
+          identity.privateKey = fresh.privateKey;
+          identity.generation = renewed.generation;
+          identity.serial = renewed.serial;
+        }
+        if (measuring) {
+          if (res.statusCode === 200) {
+            completed++;
+            latencies.push(performance.now() - t0);
+          } else {
+            failed++;
+            firstError ||= `${res.statusCode} ${text.slice(0, 200)}`;
+          }
+        }
+        resolve();
+      });
+    });
+    req.on("error", (error) => {
+      if (measuring) failed++;
+      firstError ||= error.message;
+      resolve();
+    });
+    req.end(body);
+  });
+}
+
 function one(i: number, slot: number): Promise<void> {
+  if (spec.proofRenewal) return oneProofRenewal(slot);
   return new Promise((resolve) => {
     const bodyIndex = i % spec.bodies.length;
     const body = spec.bodies[bodyIndex]!;
@@ -88,6 +160,7 @@ setTimeout(() => {
   measuring = true;
 }, spec.warmupMs);
 const t0 = Date.now();
+const cpu0 = process.cpuUsage();
 await Promise.all(Array.from({ length: spec.concurrency }, (_, w) => loop(w)));
 agent.destroy();
 latencies.sort((a, b) => a - b);
@@ -97,6 +170,8 @@ report({
   completed,
   failed,
   firstError,
+  reusedKeys,
+  cpuMs: (({ user, system }) => (user + system) / 1000)(process.cpuUsage(cpu0)),
   perSecond: completed / measuredSeconds,
   p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0,
   p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,

@@ -1,7 +1,7 @@
 import "../src/cli/threadpool.js";
 import "reflect-metadata";
 import { webcrypto } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +25,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 
 /** The load generator runs in its own process, as clients would, sharing only the machine. */
-function runLoad(spec: object): Promise<{ completed: number; failed: number; firstError: string; perSecond: number; p50: number; p99: number }> {
+function runLoad(spec: object): Promise<{ completed: number; failed: number; firstError: string; perSecond: number; p50: number; p99: number; reusedKeys?: number; cpuMs?: number }> {
   const child = fork(fileURLToPath(new URL("./load-worker.js", import.meta.url)), [], { stdio: "inherit" });
   child.send(spec);
   return new Promise((resolve, reject) => {
@@ -33,6 +33,28 @@ function runLoad(spec: object): Promise<{ completed: number; failed: number; fir
     child.once("error", reject);
     child.once("exit", (code) => code !== 0 && reject(new Error(`load generator exited with ${code}`)));
   });
+}
+
+/** CPU ticks per thread of this process (utime + stime from /proc), to see which thread the time goes to. */
+async function threadTicks(): Promise<Map<string, { name: string; ticks: number }>> {
+  const threads = new Map<string, { name: string; ticks: number }>();
+  const tids = await readdir("/proc/self/task").catch(() => [] as string[]);
+  for (const tid of tids) {
+    try {
+      const stat = await readFile(`/proc/self/task/${tid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const name = (await readFile(`/proc/self/task/${tid}/comm`, "utf8")).trim();
+      threads.set(tid, { name: Number(tid) === process.pid ? "main (event loop)" : name, ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return threads;
+}
+
+function threadCpuSince(before: Map<string, { name: string; ticks: number }>, after: Map<string, { name: string; ticks: number }>, seconds: number): { thread: string; percentOfCore: number }[] {
+  const rows = [...after].map(([tid, t]) => ({ thread: `${t.name} [${tid}]`, percentOfCore: ((t.ticks - (before.get(tid)?.ticks ?? 0)) / 100 / seconds) * 100 }));
+  return rows.filter((r) => r.percentOfCore >= 1).sort((a, b) => b.percentOfCore - a.percentOfCore);
 }
 
 async function libraryLeafRate(seconds: number): Promise<number> {
@@ -104,6 +126,44 @@ try {
     instances.push({ cert: c.svidPem, key: c.keyPem });
   }
 
+  // Another set of instances renews by proof of possession, as `mandate daemon` does by default.
+  const proofInstances = [];
+  for (let i = 0; i < CONCURRENCY; i++) {
+    const dir = join(dataDir, `proof-instance-${i}`);
+    const tokenClient = new MandateClient(plane.url, { caPem: admin.bundlePem, certPem: admin.certPem, keyPem: admin.keyPem });
+    const { token: t } = await tokenClient.request<{ token: string }>("POST", "/v1/agents/bench/tokens", {});
+    tokenClient.close();
+    await joinWithToken(dir, plane.url, t);
+    const c = (await readCredentials(dir))!;
+    proofInstances.push({ cert: c.svidPem, key: c.keyPem, generation: c.state.generation!, instance: c.state.instanceId, spiffeId: c.state.spiffeId, serial: c.state.serial.toLowerCase() });
+  }
+  console.log(`X509-SVID renewal over the API by proof of possession: ${CONCURRENCY} agent instances over kept-alive TLS, each renewal with a fresh key and CSR and a proof by the current SVID, ${SECONDS}s…`);
+  const proofElu0 = performance.eventLoopUtilization();
+  const threads0 = await threadTicks();
+  const proofT0 = Date.now();
+  const proofRenewal = await runLoad({
+    url: `${plane.url}/v1/svid/x509/proof`,
+    ca: creds.bundlePem,
+    cert: "",
+    key: "",
+    bodies: [""],
+    concurrency: CONCURRENCY,
+    durationMs: SECONDS * 1000,
+    warmupMs: 1000,
+    proofRenewal: { identities: proofInstances, audience: `spiffe://${plane.context.authority.trustDomain}/mandate/server`, freshKeys: Math.ceil((SECONDS + 1) * Number(process.env.BENCH_FRESH_KEYS_PER_SECOND ?? 5000)) },
+  });
+  // Key generation in the load process happens before its clock starts, so only the last (1 + SECONDS) s are the load.
+  const proofWindow = Math.min((Date.now() - proofT0) / 1000, SECONDS + 1);
+  const proofThreads = threadCpuSince(threads0, await threadTicks(), proofWindow);
+  const proofElu = performance.eventLoopUtilization(proofElu0);
+  console.log(`  control-plane threads (% of one core over the ${proofWindow.toFixed(1)} s load): ${proofThreads.map((t) => `${t.thread} ${t.percentOfCore.toFixed(0)}%`).join(", ")}`);
+  console.log(`  load generator process: ${(((proofRenewal.cpuMs ?? 0) / 1000 / (SECONDS + 1)) * 100).toFixed(0)}% of one core; load average ${(await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ")}`);
+  if (proofRenewal.failed) console.log(`  ${proofRenewal.failed} failed requests, first: ${proofRenewal.firstError}`);
+  if (proofRenewal.reusedKeys) console.log(`  ${proofRenewal.reusedKeys} renewals reused a pre-made key (raise BENCH_FRESH_KEYS_PER_SECOND)`);
+  const proofLoopBusy = Math.min(1, proofElu.active / (proofWindow * 1000));
+  console.log(`  event loop ${(proofLoopBusy * 100).toFixed(0)}% busy; ${proofRenewal.perSecond.toFixed(0)}/s = ${(proofRenewal.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling, p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms`);
+  if (process.env.BENCH_ONLY === "proof") process.exit(0);
+
   console.log(`X509-SVID renewal over the API: ${CONCURRENCY} agent instances, each over a new mTLS connection with its current SVID and a fresh key, ${SECONDS}s…`);
   const elu0 = performance.eventLoopUtilization();
   const cpu0 = process.cpuUsage();
@@ -127,7 +187,7 @@ try {
   const handshakes = await runLoad({ url: `${plane.url}/healthz`, ca: creds.bundlePem, cert: creds.svidPem, key: creds.keyPem, bodies: [""], concurrency: CONCURRENCY, durationMs: SECONDS * 1000, warmupMs: 1000, freshConnections: true });
 
   if (process.env.BENCH_ONLY === "issuance") {
-    console.log(`issuance ${issuance.perSecond.toFixed(0)}/s = ${(issuance.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling; handshakes ${handshakes.perSecond.toFixed(0)}/s`);
+    console.log(`proof renewal ${proofRenewal.perSecond.toFixed(0)}/s = ${(proofRenewal.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling (p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms); mTLS renewal ${issuance.perSecond.toFixed(0)}/s = ${(issuance.perSecond / ceiling.issuancePerSecond).toFixed(2)}; handshakes ${handshakes.perSecond.toFixed(0)}/s`);
     process.exit(0);
   }
   console.log(`JWT-SVID minting in-process, ${SECONDS}s…`);
@@ -163,13 +223,14 @@ try {
   console.log(`Baseline: @peculiar/x509 building one leaf at a time, ${Math.min(SECONDS, 3)}s…`);
   const libraryRate = await libraryLeafRate(Math.min(SECONDS, 3));
 
-  const issuanceRatio = issuance.perSecond / ceiling.issuancePerSecond;
+  const issuanceRatio = proofRenewal.perSecond / ceiling.issuancePerSecond;
   const jwtRatio = jwtRate / ceiling.signPerSecond;
   const rows = [
     ["openssl P-256 sign/s (1 core)", ceiling.signPerSecond.toFixed(0), ""],
     ["openssl P-256 verify/s (1 core)", ceiling.verifyPerSecond.toFixed(0), ""],
     ["ceiling: 1 verify + 1 sign per issuance", ceiling.issuancePerSecond.toFixed(0), "1.00"],
-    ["X509-SVID issuance over the API (mTLS, CSR, durable record)", issuance.perSecond.toFixed(0), `${issuanceRatio.toFixed(2)} of ceiling (target ≥ 0.30); p50 ${issuance.p50.toFixed(1)} ms, p99 ${issuance.p99.toFixed(1)} ms`],
+    ["X509-SVID renewal over the API by proof (kept-alive TLS, fresh key + CSR, durable record)", proofRenewal.perSecond.toFixed(0), `${issuanceRatio.toFixed(2)} of ceiling (target ≥ 0.30); p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms`],
+    ["X509-SVID renewal over the API by mTLS (new connection each)", issuance.perSecond.toFixed(0), `${(issuance.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling; p50 ${issuance.p50.toFixed(1)} ms`],
     ["baseline: new mTLS connections to /healthz (handshake only)", handshakes.perSecond.toFixed(0), `${(issuance.perSecond / handshakes.perSecond).toFixed(2)} of that rate is what renewal reaches`],
     ["  in-process: CSR parse + verify, leaf build + sign", coreRate.toFixed(0), `${(coreRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling`],
     ["  in-process: the above + durable record + audit event", durableRate.toFixed(0), `${(durableRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling`],
@@ -185,8 +246,11 @@ try {
     seconds: SECONDS,
     concurrency: CONCURRENCY,
     ceiling,
-    issuance,
+    proofRenewal,
+    proofRenewalThreads: proofThreads,
+    proofRenewalEventLoopBusy: proofLoopBusy,
     issuanceRatio,
+    mtlsRenewal: issuance,
     handshakes,
     libraryLeafPerSecond: libraryRate,
     inProcessIssuancePerSecond: coreRate,
