@@ -58,3 +58,38 @@ describe("psql through the proxy", () => {
     expect(r.stdout).toBe("DELETE 0");
   });
 });
+
+describe("audit", () => {
+  test("every statement is recorded: redacted text, classes, tables, decision, rows, duration, agent", async () => {
+    const conn = proxyConnString(plane, reader, "orders");
+    await psql(conn, `SELECT item FROM ${schema}.orders WHERE item = 'secret-literal-42'`);
+    await psql(conn, `SELECT item FROM ${schema}.orders`);
+    await psql(conn, `DELETE FROM ${schema}.orders WHERE item = 'other-literal'`);
+    await plane.context.db!.journal.flush();
+    const events = (await plane.context.audit.list({ limit: 200 })).filter((e) => e.type === "db.query" && e.actor.agent === "reader-1");
+    const text = JSON.stringify(events);
+    expect(text).not.toContain("secret-literal-42");
+    expect(text).not.toContain("other-literal");
+    const read = events.find((e) => e.details?.statement === `SELECT item FROM ${schema}.orders` && e.code === "OK");
+    expect(read).toMatchObject({
+      target: { database: "orders", dbUser: "postgres" },
+      decision: { allow: true, reasons: ["allowed by role db-reader"] },
+      details: { statements: ["select"], tables: [`${schema}.orders`], rows: 2, protocol: "simple" },
+      outcome: { status: "ok" },
+      actor: { kind: "agent", agent: "reader-1" },
+    });
+    expect(typeof read!.outcome.latencyMs).toBe("number");
+    expect(events.find((e) => String(e.details?.statement).includes("item = $1") && e.code === "OK")).toBeDefined();
+    const denied = events.find((e) => e.code === "PERMISSION_DENIED" && String(e.details?.statement).startsWith("DELETE"));
+    expect(denied).toMatchObject({ decision: { allow: false }, details: { statements: ["delete"], tables: [`${schema}.orders`] } });
+  });
+
+  test("the journal is empty once everything is folded into the audit log", async () => {
+    const { readdir } = await import("node:fs/promises");
+    const { join } = await import("node:path");
+    await plane.context.db!.journal.flush();
+    expect(plane.context.db!.journal.stats.folded).toBeGreaterThan(0);
+    const files = await readdir(join(plane.dataDir, "db-audit"));
+    expect(files.length).toBeLessThanOrEqual(1);
+  });
+});

@@ -69,6 +69,7 @@ const TOP_LEVEL: Record<string, StatementClass> = {
   AlterUserMappingStmt: "dcl",
   DropUserMappingStmt: "dcl",
   ExplainStmt: "select",
+  MergeStmt: "update",
   PrepareStmt: "session",
   ExecuteStmt: "session",
   DeclareCursorStmt: "select",

@@ -2,7 +2,7 @@ import { randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:net";
 import type { AuditActor, AuditEventInput } from "../audit/index.js";
 import { ulid } from "../audit/index.js";
-import { isMandateError } from "../errors/index.js";
+import { MandateError, isMandateError } from "../errors/index.js";
 import type { LockRegistry } from "../identity/index.js";
 import type { AccessGate, AuthenticatedCaller, GateDecision, StatementClass } from "../policy/index.js";
 import { type Classification, type ClassificationCache, UnparseableStatement } from "./classify.js";
@@ -126,7 +126,7 @@ export class DbSession {
     if (params.has("replication") && params.get("replication") !== "false" && params.get("replication") !== "0") throw new ProtocolError("replication connections are not proxied", "28000");
     const name = params.get("database") || params.get("user") || "";
     const db = await this.deps.registry.get(name);
-    if (!db) throw Object.assign(new Error(`database ${JSON.stringify(name)} is not registered with Mandate (mandate db ls)`), { code: "NOT_FOUND" });
+    if (!db) throw new MandateError("NOT_FOUND", `database ${JSON.stringify(name)} is not registered with Mandate (mandate db ls)`);
     this.db = db;
     this.dbUser = params.get("user") || db.defaultUser;
     this.delegationToken = delegationFromOptions(params.get("options") ?? "") ?? params.get("mandate.delegation");

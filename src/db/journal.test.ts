@@ -1,0 +1,66 @@
+import { mkdtemp, readdir, appendFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import type { AuditEvent, AuditEventInput, AuditLog } from "../audit/index.js";
+import { DbAuditJournal } from "./journal.js";
+
+function memoryLog(): AuditLog & { events: AuditEventInput[] } {
+  const events: AuditEventInput[] = [];
+  return {
+    events,
+    async append(event) {
+      events.push(event);
+      return { ...event, id: String(events.length), time: "" } as AuditEvent;
+    },
+    async appendInTransaction() {
+      throw new Error("unused");
+    },
+  };
+}
+
+const intent = (statement: string): AuditEventInput => ({ type: "db.query", code: "INTENT", actor: { kind: "agent", agent: "a" }, outcome: { status: "ok" }, details: { statement } });
+
+describe("DbAuditJournal", () => {
+  test("an intent is durable before it resolves; its outcome is folded as one event", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "journal-"));
+    const log = memoryLog();
+    const journal = await DbAuditJournal.open(dir, log, (e) => {
+      throw e;
+    });
+    await journal.intent("1", intent("SELECT $1"));
+    journal.complete("1", { code: "OK", outcome: { status: "ok", latencyMs: 1 }, details: { rows: 3 } });
+    await journal.flush();
+    expect(log.events).toEqual([expect.objectContaining({ code: "OK", details: { statement: "SELECT $1", rows: 3 } })]);
+    await journal.close();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  test("concurrent intents share fsyncs", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "journal-"));
+    const journal = await DbAuditJournal.open(dir, memoryLog(), () => undefined);
+    await Promise.all(Array.from({ length: 200 }, (_, i) => journal.intent(String(i), intent(`q${i}`))));
+    expect(journal.stats.intents).toBe(200);
+    expect(journal.stats.batches).toBeLessThan(50);
+    await journal.close();
+  });
+
+  test("after a crash, the next start folds what was left: completed as they were, open intents as unfinished", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "journal-"));
+    const first = await DbAuditJournal.open(dir, { append: () => new Promise(() => undefined), appendInTransaction: async () => ({}) as never }, () => undefined);
+    await first.intent("done", intent("SELECT done"));
+    first.complete("done", { code: "OK", outcome: { status: "ok" }, details: { rows: 1 } });
+    await first.intent("running", intent("SELECT running"));
+    await new Promise((r) => setTimeout(r, 50));
+    // A torn last line, as a crash mid-write leaves.
+    const [segment] = await readdir(dir);
+    await appendFile(join(dir, segment!), '{"t":"i","id":"torn","e":{"ty');
+    const log = memoryLog();
+    const second = await DbAuditJournal.open(dir, log, () => undefined);
+    const byStatement = Object.fromEntries(log.events.map((e) => [e.details?.statement, e]));
+    expect(byStatement["SELECT done"]).toMatchObject({ code: "OK", details: { rows: 1, recovered: true } });
+    expect(byStatement["SELECT running"]).toMatchObject({ code: "UNFINISHED", outcome: { status: "error" } });
+    expect(log.events).toHaveLength(2);
+    await second.close();
+  });
+});
