@@ -19,6 +19,7 @@ import { registerStart } from "./commands/start.js";
 import { registerUsage } from "./commands/usage.js";
 import { registerUsers } from "./commands/users.js";
 import { registerLogin } from "./commands/login.js";
+import { registerSso } from "./commands/sso.js";
 import { type Io, type OutputFormat, printError, processIo } from "./output.js";
 
 export const VERSION = "0.1.0";
@@ -59,6 +60,7 @@ Getting started:
   registerAccess(program, io, context.setExitCode);
   registerUsers(program, io);
   registerLogin(program, io);
+  registerSso(program, io);
   for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
   return program;
 }

@@ -15,3 +15,6 @@ export { base32Decode, base32Encode } from "./base32.js";
 export { buildOtpauthUri, parseOtpauthUri, type OtpauthKey } from "./otpauth.js";
 export { checkTotp, hotp, totp, totpStep } from "./totp.js";
 export { hashPassword, verifyPassword } from "./password.js";
+export { SsoProviderRegistry, type SsoProvider } from "./sso/providers.js";
+export { mapClaims, normalizeUserName, type MappedIdentity } from "./sso/claims.js";
+export { ID_TOKEN_ALGORITHMS, OidcRelyingParty } from "./sso/oidc-client.js";

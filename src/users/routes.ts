@@ -5,6 +5,7 @@ import type { ServerContext } from "../server/context.js";
 import { parseRequest } from "../server/validate.js";
 import type { UserLoginService } from "./login-service.js";
 import { MAX_PASSWORD_LENGTH } from "./password.js";
+import { registerSsoRoutes } from "./sso/routes.js";
 
 // "me" is the caller's own record (GET /v1/users/me), so no user may be named that.
 const NameParam = z.strictObject({ name: z.string().min(1).max(64) });
@@ -52,6 +53,7 @@ async function lockLiveCertificates(ctx: ServerContext, spiffeId: string, reason
 /** Users (admin), local login, and the logged-in user's own routes. */
 export function registerUserRoutes(app: FastifyInstance, ctx: ServerContext, login: UserLoginService): void {
   const users = login.users;
+  registerSsoRoutes(app, ctx, login);
 
   app.post("/v1/users", async (request) => {
     const caller = await ctx.auth.requireAdmin(request);
