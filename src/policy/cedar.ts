@@ -17,6 +17,28 @@ export interface CedarCondition {
   id: string;
   text: string;
   expressions: string[];
+  /** which parts of the request the expressions can read (NEEDS_* bits); the rest is not marshalled into Cedar */
+  needs: number;
+}
+
+/**
+ * Marshalling a request into the Cedar engine costs more than evaluating it, so each
+ * condition is given only the parts its text mentions. A part left out cannot be read,
+ * so guessing wrong can only make a condition fail (closed), never pass.
+ */
+export const NEEDS_ENTITIES = 1;
+export const NEEDS_CONTEXT = 2;
+export const NEEDS_TIME = 4;
+export const NEEDS_DELEGATION = 8;
+
+function needsOf(expressions: string[]): number {
+  const text = expressions.join("\n");
+  let needs = 0;
+  if (/\b(principal|resource)\b/.test(text)) needs |= NEEDS_ENTITIES;
+  if (/\bcontext\b/.test(text)) needs |= NEEDS_CONTEXT;
+  if (/\btime\b/.test(text)) needs |= NEEDS_TIME;
+  if (/\bdelegation\b/.test(text)) needs |= NEEDS_DELEGATION;
+  return needs;
 }
 
 export const MAX_CONDITION_LENGTH = 8192;
@@ -45,7 +67,7 @@ function prepareCondition(expressions: string[]): CedarCondition | { error: stri
   const id = `mandate-${createHash("sha256").update(text).digest("hex").slice(0, 32)}`;
   const answer = cedar.preparsePolicySet(id, { staticPolicies: text });
   if (answer.type === "failure") return { error: `Cedar: ${answer.errors.map(describeCedarError).join("; ")}` };
-  return { id, text, expressions };
+  return { id, text, expressions, needs: needsOf(expressions) };
 }
 
 function describeCedarError(error: { message: string; help?: string | null; sourceLocations?: { label: string | null }[] }): string {
@@ -119,30 +141,35 @@ function resourceAttributes(resource: AccessResource): Record<string, cedar.Ceda
   }
 }
 
-/** Builds the one Cedar request every condition of a decision is evaluated against. */
-export function cedarRequest(request: AccessRequest, resourceId: string, now: number): CedarRequest {
+/** Builds the Cedar request conditions are evaluated against (with the parts `needs` asks for; all by default). */
+export function cedarRequest(request: AccessRequest, resourceId: string, now: number, needs = NEEDS_ENTITIES | NEEDS_CONTEXT | NEEDS_TIME | NEEDS_DELEGATION): CedarRequest {
   const principalType = request.principal.kind === "user" ? "User" : "Agent";
   const principal = { type: principalType, id: request.principal.name };
   const resource = { type: "Resource", id: resourceId };
+  const action = { type: "Action", id: request.action };
+  if ((needs & NEEDS_CONTEXT) === 0) return { principal, action, resource, context: {}, entities: (needs & NEEDS_ENTITIES) === 0 ? [] : requestEntities(request, principal, resource) };
   const supplied = (toCedarValue(request.context ?? {}) ?? {}) as Record<string, cedar.CedarValueJson>;
-  const date = new Date(now);
-  const context: Record<string, cedar.CedarValueJson> = {
-    args: {},
-    labels: {},
-    ...supplied,
-    time: {
+  const context: Record<string, cedar.CedarValueJson> = { args: {}, labels: {}, ...supplied };
+  if (needs & NEEDS_TIME) {
+    const date = new Date(now);
+    context.time = {
       epochSeconds: Math.floor(now / 1000),
       hour: date.getUTCHours(),
       minute: date.getUTCMinutes(),
       weekday: date.getUTCDay(),
       date: date.toISOString().slice(0, 10),
-    },
-  };
-  if (request.delegation) {
+    };
+  } else delete context.time;
+  delete context.delegation;
+  if (request.delegation && needs & NEEDS_DELEGATION) {
     const chain = request.delegation.chain;
     context.delegation = { id: request.delegation.id, task: request.delegation.task, depth: chain.length, root: chain[0] ? `${chain[0].delegator.kind}:${chain[0].delegator.name}` : "" };
   }
-  const entities: cedar.EntityJson[] = [
+  return { principal, action, resource, context, entities: (needs & NEEDS_ENTITIES) === 0 ? [] : requestEntities(request, principal, resource) };
+}
+
+function requestEntities(request: AccessRequest, principal: CedarRequest["principal"], resource: CedarRequest["resource"]): cedar.EntityJson[] {
+  return [
     {
       uid: principal,
       attrs: { name: request.principal.name, roles: request.principal.roles, labels: request.principal.labels as Record<string, string> },
@@ -150,7 +177,6 @@ export function cedarRequest(request: AccessRequest, resourceId: string, now: nu
     },
     { uid: resource, attrs: resourceAttributes(request.resource), parents: [] },
   ];
-  return { principal, action: { type: "Action", id: request.action }, resource, context, entities };
 }
 
 /**

@@ -64,7 +64,8 @@ class Evaluation {
   readonly reasons: string[] = [];
   readonly approvals: Approval[] = [];
   readonly obligations: Obligation[] = [];
-  private cedar: CedarRequest | undefined;
+  /** Cedar requests built so far, by the parts they carry */
+  private cedar: CedarRequest[] = [];
 
   constructor(
     readonly request: AccessRequest,
@@ -76,8 +77,9 @@ class Evaluation {
   /** true, false, or "error" (evaluation failed; the caller fails closed for its effect) */
   condition(rule: CompiledRule): boolean | "error" {
     if (!rule.condition) return true;
-    this.cedar ??= cedarRequest(this.request, this.subject, this.now);
-    return evaluateCondition(rule.condition, this.cedar);
+    const needs = rule.condition.needs;
+    const request = (this.cedar[needs] ??= cedarRequest(this.request, this.subject, this.now, needs));
+    return evaluateCondition(rule.condition, request);
   }
 }
 
