@@ -68,7 +68,7 @@ export class SvidService {
    * and the instance's current generation. Nothing is locked or written before the
    * proof's signature has verified: a certificate is public, a key is not.
    */
-  async renewWithProof(request: { csr: string; proof: string; address?: string | undefined }): Promise<{ instanceId: string; agent: string; svid: IssuedX509Svid }> {
+  async renewWithProof(request: { csr: string; proof: string; address?: string | undefined }): Promise<{ instanceId: string; agent: string; selectors: string[]; svid: IssuedX509Svid }> {
     const { authority, locks } = this.deps;
     const now = (this.deps.now ?? Date.now)();
     let actor: AuditActor = { kind: "anonymous", ...(request.address ? { address: request.address } : {}) };
@@ -120,7 +120,8 @@ export class SvidService {
       if (instance.last_proof_sha256 === proofSha256) throw proofInvalid("this proof was already used; a replayed proof never renews");
       const presented = { spiffeId: leaf.spiffeId.uri, agent, serialHex: leaf.serialHex };
       const result = await this.renewInstance(presented, instance, csr, { method: "proof", proofSha256 });
-      return { ...result, agent };
+      // Read with the instance, so the response needs no second query.
+      return { ...result, agent, selectors: JSON.parse(instance.selectors ?? "[]") as string[] };
     } catch (error) {
       await this.auditRefusal(actor, serialHex, error);
       throw error;
@@ -139,7 +140,9 @@ export class SvidService {
     return this.deps.store.db
       .selectFrom("issued_svids")
       .innerJoin("instances", "instances.id", "issued_svids.instance_id")
+      .innerJoin("agents", "agents.name", "instances.agent_name")
       .select([
+        "agents.selectors",
         "instances.id",
         "instances.generation",
         "instances.last_presented_generation",

@@ -38,10 +38,10 @@ const JwtBody = z.strictObject({
   ttlSeconds: z.number().int().positive().optional(),
 });
 
-async function svidResponse(ctx: ServerContext, agentName: string, instanceId: string, svid: IssuedX509Svid) {
+async function svidResponse(ctx: ServerContext, agentName: string, instanceId: string, svid: IssuedX509Svid, selectors?: string[]) {
   return {
     // The daemon learns who on its host may have this identity with every SVID it receives.
-    selectors: (await ctx.agents.get(agentName)).selectors,
+    selectors: selectors ?? (await ctx.agents.get(agentName)).selectors,
     spiffeId: svid.spiffeId,
     instanceId,
     serial: svid.serialHex,
@@ -97,7 +97,7 @@ export function registerIdentityRoutes(app: FastifyInstance, ctx: ServerContext)
   app.post("/v1/svid/x509/proof", async (request) => {
     const body = parseRequest(ProofRenewBody, request.body);
     const result = await ctx.svids.renewWithProof({ ...body, address: request.ip });
-    return svidResponse(ctx, result.agent, result.instanceId, result.svid);
+    return svidResponse(ctx, result.agent, result.instanceId, result.svid, result.selectors);
   });
 
   // A daemon reports local processes it refused on the Workload API: they become audit events.
