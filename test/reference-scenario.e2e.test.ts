@@ -4,12 +4,15 @@ import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseLlmConfig } from "../src/llm/index.js";
 import type { ControlPlane } from "../src/server/index.js";
+import { FakeProvider } from "./fake-provider/server.js";
 import { usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { tempDir } from "./helpers/backends.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
+import { FAKE_KEY, anthropicThroughProxy, fakeLlmConfig, openAiThroughProxy } from "./helpers/llm.js";
 import { eventually, fetchWithTls } from "./helpers/mcp.js";
 import { addTestUser, loginTestUser } from "./helpers/users.js";
 
@@ -49,9 +52,11 @@ describe("the reference scenario: Alice delegates to deploy-auditor, through the
   let home: string;
   let grantId: string;
   let token: string;
+  const fake = new FakeProvider({ apiKey: FAKE_KEY });
 
   beforeAll(async () => {
-    plane = await startTestControlPlane();
+    await fake.start();
+    plane = await startTestControlPlane({ llm: { config: parseLlmConfig(fakeLlmConfig(fake.url)), env: { FAKE_OPENAI_KEY: FAKE_KEY } } });
     await usePolicy(plane);
     home = await tempDir("mandate-people-");
     const d = ["--data-dir", plane.dataDir];
@@ -69,6 +74,7 @@ describe("the reference scenario: Alice delegates to deploy-auditor, through the
   afterAll(async () => {
     const dir = plane?.dataDir;
     await plane?.close();
+    await fake.close();
     if (dir) await rm(dir, { recursive: true, force: true });
     if (home) await rm(home, { recursive: true, force: true });
   });
@@ -157,6 +163,15 @@ describe("the reference scenario: Alice delegates to deploy-auditor, through the
     }
   }, 60_000);
 
+  it("model traffic through the LLM proxy: the delegated model answers, another model is refused by the delegation", async () => {
+    const key = `${await agent.jwtSvid()}~${token}`;
+    const openai = openAiThroughProxy(plane, agent, key);
+    const answer = await openai.chat.completions.create({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "why did deploy 142 fail?" }] });
+    expect(answer.choices.length).toBeGreaterThan(0);
+    const anthropic = anthropicThroughProxy(plane, agent, key);
+    await expect(anthropic.messages.create({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] })).rejects.toThrow(new RegExp(`delegation ${grantId} does not allow llm:claude-sonnet-4-5`));
+  }, 60_000);
+
   it("a delegation token replayed by another agent is refused", async () => {
     const client = await connect(plane, intruder, token);
     try {
@@ -198,7 +213,7 @@ describe("the reference scenario: Alice delegates to deploy-auditor, through the
       const result = await mandate("audit", "trace", TASK, "--data-dir", plane.dataDir, "--format", "json");
       expect(result.code, result.stderr).toBe(0);
       const text = result.stdout;
-      for (const type of ["delegation.create", "delegation.token", "mcp.tool.call", "access_request.create", "access_request.approve", "access_request.use", "delegation.revoke"]) expect(text).toContain(type);
+      for (const type of ["delegation.create", "delegation.token", "llm.request", "mcp.tool.call", "access_request.create", "access_request.approve", "access_request.use", "delegation.revoke"]) expect(text).toContain(type);
       return result.json();
     });
     const text = JSON.stringify(trace);
