@@ -154,7 +154,16 @@ try {
   });
   // Key generation in the load process happens before its clock starts, so only the last (1 + SECONDS) s are the load.
   const proofWindow = Math.min((Date.now() - proofT0) / 1000, SECONDS + 1);
-  const proofThreads = threadCpuSince(threads0, await threadTicks(), proofWindow);
+  const threads1 = await threadTicks();
+  const proofThreads = threadCpuSince(threads0, threads1, proofWindow);
+  // CPU per renewal, the number a quieter machine would not change much: rate in the window × window = renewals done.
+  const renewalsInWindow = Math.max(1, proofRenewal.perSecond * proofWindow);
+  const ticksSince = (pick: (tid: string) => boolean) => [...threads1].filter(([tid]) => pick(tid)).reduce((sum, [tid, t]) => sum + t.ticks - (threads0.get(tid)?.ticks ?? 0), 0) * 10;
+  const cpuPerRenewal = {
+    eventLoopUs: (ticksSince((tid) => Number(tid) === process.pid) / renewalsInWindow) * 1000,
+    otherThreadsUs: (ticksSince((tid) => Number(tid) !== process.pid) / renewalsInWindow) * 1000,
+    loadGeneratorUs: ((proofRenewal.cpuMs ?? 0) / renewalsInWindow) * 1000,
+  };
   const proofElu = performance.eventLoopUtilization(proofElu0);
   console.log(`  control-plane threads (% of one core over the ${proofWindow.toFixed(1)} s load): ${proofThreads.map((t) => `${t.thread} ${t.percentOfCore.toFixed(0)}%`).join(", ")}`);
   console.log(`  load generator process: ${(((proofRenewal.cpuMs ?? 0) / 1000 / (SECONDS + 1)) * 100).toFixed(0)}% of one core; load average ${(await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ")}`);
@@ -162,6 +171,10 @@ try {
   if (proofRenewal.reusedKeys) console.log(`  ${proofRenewal.reusedKeys} renewals reused a pre-made key (raise BENCH_FRESH_KEYS_PER_SECOND)`);
   const proofLoopBusy = Math.min(1, proofElu.active / (proofWindow * 1000));
   console.log(`  event loop ${(proofLoopBusy * 100).toFixed(0)}% busy; ${proofRenewal.perSecond.toFixed(0)}/s = ${(proofRenewal.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling, p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms`);
+  const cpuTotalUs = cpuPerRenewal.eventLoopUs + cpuPerRenewal.otherThreadsUs + cpuPerRenewal.loadGeneratorUs;
+  console.log(
+    `  CPU per renewal: event loop ${cpuPerRenewal.eventLoopUs.toFixed(0)} µs, other control-plane threads ${cpuPerRenewal.otherThreadsUs.toFixed(0)} µs, load generator ${cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs: two otherwise idle cores would allow at most ${((2 * 1e6) / cpuTotalUs).toFixed(0)}/s, the event loop alone ${(1e6 / cpuPerRenewal.eventLoopUs).toFixed(0)}/s`,
+  );
   if (process.env.BENCH_ONLY === "proof") process.exit(0);
 
   console.log(`X509-SVID renewal over the API: ${CONCURRENCY} agent instances, each over a new mTLS connection with its current SVID and a fresh key, ${SECONDS}s…`);
@@ -249,6 +262,7 @@ try {
     proofRenewal,
     proofRenewalThreads: proofThreads,
     proofRenewalEventLoopBusy: proofLoopBusy,
+    proofRenewalCpuPerRenewal: cpuPerRenewal,
     issuanceRatio,
     mtlsRenewal: issuance,
     handshakes,
