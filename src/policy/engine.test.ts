@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { compileRole } from "./compile.js";
 import { createPolicyEngine } from "./create.js";
-import type { RuntimeList } from "./engine.js";
+import { type RuntimeList, staticSnapshot } from "./engine.js";
+import { parseRoleDocuments } from "./role-document.js";
 import { accessRequest, agent, db, delegateTo, delegation, link, llm, mcp, scope, T0, user } from "./testing.js";
 import type { AccessRequest, Decision, DecisionLayer } from "./types.js";
 
@@ -286,5 +288,29 @@ describe("mayApprove", () => {
     [bob, "mcp:k8s/rollback", false],
   ] as const)("%s may approve %s: %s", (principal, resource, expected) => {
     expect(engine.mayApprove(principal, resource)).toBe(expected);
+  });
+});
+
+describe("fails closed", () => {
+  it("refuses everything while the policy view is stale", () => {
+    const fresh = createPolicyEngine({ roles: ROLES });
+    expect(fresh.authorize(accessRequest(alice, mcp("k8s", "read_logs"))).allow).toBe(true);
+    const snapshot = staticSnapshot(parseRoleDocuments(ROLES).map(compileRole));
+    const stale = createPolicyEngine({ source: { snapshot: () => snapshot, stale: () => "the role view could not be refreshed for 6s" } });
+    expect(stale.authorize(accessRequest(alice, mcp("k8s", "read_logs")))).toMatchObject({ allow: false, deniedBy: "runtime", reasons: ["denied: the role view could not be refreshed for 6s"] });
+  });
+
+  it("evaluates conditions safely on hostile tool arguments (deep, wide, reserved keys)", () => {
+    const engine = createPolicyEngine({ roles: ROLES });
+    let deep: Record<string, unknown> = { namespace: "checkout" };
+    for (let i = 0; i < 10_000; i++) deep = { nested: deep };
+    const wide = Array.from({ length: 100_000 }, (_, i) => ({ [`k${i}`]: i }));
+    const started = performance.now();
+    for (const args of [{ namespace: "checkout", deep }, { namespace: "checkout", wide }, { namespace: "checkout", __proto__: { force: true }, __extn: { fn: "ip", arg: "1.2.3.4" } }]) {
+      const decision = engine.authorize(accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args } }));
+      expect(decision.allow, decision.reasons.join(" | ")).toBe(true);
+    }
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(engine.authorize(accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: deep } })).allow).toBe(false);
   });
 });

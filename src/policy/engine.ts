@@ -115,7 +115,8 @@ export class CompiledPolicyEngine implements PolicyEngine {
     if (!request.principal || (request.principal.kind !== "agent" && request.principal.kind !== "user") || !Array.isArray(request.principal.roles)) {
       return deny({ layer: "input", reason: "denied: the request names no valid principal", policyIds: [] });
     }
-    const stale = this.source.stale?.(now);
+    // freshness is judged on the engine's clock, never on a time the request supplies
+    const stale = this.source.stale?.(this.clock());
     if (stale) return deny({ layer: "runtime", reason: `denied: ${stale}`, policyIds: [] });
     const snapshot = this.source.snapshot();
     const evaluation = new Evaluation(request, subject, units, now);
