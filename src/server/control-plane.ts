@@ -25,7 +25,7 @@ import { registerHealthRoutes } from "./routes/health-routes.js";
 import { registerIdentityRoutes } from "./routes/identity-routes.js";
 import { registerWorkloadRoutes } from "./routes/workload-routes.js";
 import { WorkloadAuthenticator } from "./workload-auth.js";
-import { UserLoginService, UserRegistry, type UserLoginSettings, registerUserRoutes } from "../users/index.js";
+import { type OAuthSettings, UserLoginService, UserRegistry, type UserLoginSettings, mcpCallerAuthenticator, registerOAuthRoutes, registerUserRoutes } from "../users/index.js";
 import { DEFAULT_DB_PORT, DbService, registerDbRoutes } from "../db/index.js";
 import { callerFromTlsSocket } from "./authenticate.js";
 import { registerJoinRoutes } from "./routes/join-routes.js";
@@ -75,6 +75,8 @@ export interface ControlPlaneOptions {
   db?: { listen?: string | undefined; optional?: boolean; keepLiterals?: boolean; env?: NodeJS.ProcessEnv } | undefined;
   /** User certificates (default and maximum lifetime) and failed-login limits. */
   users?: Partial<UserLoginSettings> | undefined;
+  /** The MCP endpoint's OAuth authorization server (access token, code and login-page lifetimes). */
+  oauth?: Partial<OAuthSettings> | undefined;
   /** Embedders and tests may supply the access gate (it becomes `context.access`). */
   accessGate?: AccessGate | undefined;
   now?: () => number;
@@ -225,6 +227,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     const llmService = context.llm;
     registerJoinRoutes(app, context);
     registerUserRoutes(app, context, context.userLogin);
+    const oauth = registerOAuthRoutes(app, context, context.userLogin, options.oauth);
     delegation.registerRoutes(app);
     registerMcpAdminRoutes(app, context);
     // A new object whenever the server certificate or the bundle changes, so the listener re-applies it.
@@ -259,9 +262,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       context.db = await dbService("off");
     }
     registerDbRoutes(app, context, context.db);
+    const authenticateMcpCaller = mcpCallerAuthenticator(context, oauth, (request) => context.workloadAuth.authenticate(request, "mcp.request"));
     registerMcpRoutes(app, {
       proxy: mcpProxy,
-      authenticate: async (request) => ({ ...(await context.workloadAuth.authenticate(request, "mcp.request")), address: request.ip }),
+      authenticate: async (request) => ({ ...(await authenticateMcpCaller(request)), address: request.ip }),
+      // People's MCP clients find the authorization server from here (RFC 9728).
+      resourceMetadataUrl: (request) => oauth.resourceMetadataUrl((request.params as { server?: string }).server ?? ""),
     });
     await app.listen({ host: listen.host || "0.0.0.0", port: listen.port });
     const port = (app.server.address() as AddressInfo).port;

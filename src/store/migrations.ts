@@ -7,6 +7,7 @@ import agentSelectors from "./migrations/0200_agent_selectors.js";
 import joinRules from "./migrations/0201_join_rules.js";
 import mcpCatalog from "./migrations/0300_mcp_catalog.js";
 import usersMigration from "./migrations/0150_users.js";
+import oauthMigration from "./migrations/0151_oauth.js";
 import delegations from "./migrations/0250_delegations.js";
 import accessRequests from "./migrations/0251_access_requests.js";
 
@@ -198,6 +199,7 @@ const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {
   "0201_join_rules": joinRules,
   "0300_mcp_catalog": mcpCatalog,
   "0150_users": usersMigration,
+  "0151_oauth": oauthMigration,
   "0250_delegations": delegations,
   "0251_access_requests": accessRequests,
 };

@@ -354,6 +354,43 @@ export interface SsoLoginTable {
   expires_at: number;
 }
 
+export interface OAuthClientTable {
+  client_id: string;
+  /** JSON RFC 7591 client metadata as registered */
+  metadata: string;
+  created_at: number;
+  created_from: string;
+}
+
+export interface OAuthRequestTable {
+  id: string;
+  client_id: string;
+  redirect_uri: string;
+  code_challenge: string;
+  resource: string;
+  scope: string;
+  state: string | null;
+  expires_at: number;
+}
+
+export interface OAuthCodeTable {
+  code_hash: string;
+  /** JSON of the authorization request the code answers */
+  request: string;
+  user_name: string;
+  expires_at: number;
+}
+
+export interface OAuthTokenTable {
+  token_hash: string;
+  client_id: string;
+  user_name: string;
+  resource: string;
+  scope: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   meta: MetaTable;
   ca_authorities: CaAuthorityTable;
@@ -381,6 +418,10 @@ export interface Database {
   users: UserTable;
   sso_providers: SsoProviderTable;
   sso_logins: SsoLoginTable;
+  oauth_clients: OAuthClientTable;
+  oauth_requests: OAuthRequestTable;
+  oauth_codes: OAuthCodeTable;
+  oauth_tokens: OAuthTokenTable;
   delegations: DelegationTable;
   access_requests: AccessRequestTable;
 }

@@ -18,3 +18,5 @@ export { hashPassword, verifyPassword } from "./password.js";
 export { SsoProviderRegistry, type SsoProvider } from "./sso/providers.js";
 export { mapClaims, normalizeUserName, type MappedIdentity } from "./sso/claims.js";
 export { ID_TOKEN_ALGORITHMS, OidcRelyingParty } from "./sso/oidc-client.js";
+export { ACCESS_TOKEN_PREFIX, DEFAULT_OAUTH_SETTINGS, MCP_SCOPE, OAuthAuthorizationServer, type OAuthSettings } from "./oauth/authorization-server.js";
+export { mcpCallerAuthenticator, registerOAuthRoutes } from "./oauth/routes.js";
