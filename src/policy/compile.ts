@@ -123,6 +123,19 @@ export function compileRole(role: ParsedRole): CompiledRole {
   return { name: role.document.name, description: role.document.description, source: role.source, rules, approve: globsOf(role.document.approve) ?? [] };
 }
 
+/**
+ * What a stored role that no longer compiles becomes: a role that denies everything, so
+ * whoever holds it loses access rather than keeping what its lost deny rules refused.
+ */
+export function brokenRole(name: string, source: string, problem: string): CompiledRole {
+  const rules = {} as CompiledRole["rules"];
+  for (const effect of EFFECTS) rules[effect] = { mcp: [], llm: [], db: [], delegate: [] };
+  for (const kind of RULE_KINDS) {
+    rules.deny[kind] = [{ id: `role:${name}/broken`, role: name, effect: "deny", kind, ref: `stored role does not compile: ${problem}`, line: 1 }];
+  }
+  return { name, description: `does not compile: ${problem}`, source, rules, approve: [] };
+}
+
 /** Compiles one stored role document (a single YAML document). */
 export function compileRoleSource(source: string, origin = "stored role"): CompiledRole {
   const [parsed] = parseRoleDocuments(source, origin);

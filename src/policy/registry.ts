@@ -1,7 +1,7 @@
 import { MandateError } from "../errors/index.js";
 import type { RoleTable, RuntimeAllowlistTable, Store } from "../store/index.js";
 import { bumpRevision } from "../store/revision.js";
-import { compileRole, compileRoleSource, type CompiledRole } from "./compile.js";
+import { brokenRole, compileRole, compileRoleSource, type CompiledRole } from "./compile.js";
 import { compileRuntimeList, type PolicySnapshot, type RuntimeList, type SnapshotSource } from "./engine.js";
 import { globProblem } from "./glob.js";
 import { type ParsedRole, parseRoleDocuments } from "./role-document.js";
@@ -46,7 +46,7 @@ export class RoleRegistry implements SnapshotSource {
   private timer: NodeJS.Timeout | undefined;
   private lastRefresh = 0;
   private refreshError: unknown;
-  /** roles that are stored but did not compile (never expected; reported by `problems()`) */
+  /** roles that are stored but did not compile (never expected; reported by `problems()`, and they deny everything) */
   private broken = new Map<string, string>();
 
   constructor(
@@ -94,15 +94,16 @@ export class RoleRegistry implements SnapshotSource {
       const broken = new Map<string, string>();
       for (const row of roleRows) {
         const known = previous.get(row.name);
-        if (known && known.source === row.source) {
+        if (known && known.source === row.source && !this.broken.has(row.name)) {
           roles.set(row.name, known);
           continue;
         }
         try {
           roles.set(row.name, compileRoleSource(row.source, `role ${row.name}`));
         } catch (error) {
-          // A role that does not compile grants nothing; its denies are lost too, so say so loudly.
+          // Fail closed: a role that does not compile denies everything to whoever holds it.
           broken.set(row.name, (error as Error).message);
+          roles.set(row.name, brokenRole(row.name, row.source, (error as Error).message));
         }
       }
       const runtime = runtimeFrom(runtimeRows);
