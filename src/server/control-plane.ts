@@ -72,7 +72,7 @@ export interface ControlPlaneOptions {
    * The database proxy's PostgreSQL listener: host:port, or "off" (default when embedding;
    * `mandate start` listens on 127.0.0.1:7432). `optional`: a busy port logs and goes on.
    */
-  db?: { listen?: string | undefined; optional?: boolean; keepLiterals?: boolean; env?: NodeJS.ProcessEnv } | undefined;
+  db?: { listen?: string | undefined; optional?: boolean; keepLiterals?: boolean; auditDurability?: "all" | "writes" | undefined; env?: NodeJS.ProcessEnv } | undefined;
   /** User certificates (default and maximum lifetime) and failed-login limits. */
   users?: Partial<UserLoginSettings> | undefined;
   /** The MCP endpoint's OAuth authorization server (access token, code and login-page lifetimes). */
@@ -250,6 +250,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         tlsOptions: dbTlsOptions,
         verifyPeer: (socket) => ({ ...callerFromTlsSocket(socket, authority, now()), via: "mtls" }),
         keepLiterals: options.db?.keepLiterals,
+        auditDurability: options.db?.auditDurability,
         env: options.db?.env,
         now,
         log: (message, error) => app.log.error({ err: error }, message),
