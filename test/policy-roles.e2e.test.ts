@@ -127,6 +127,19 @@ for (const backend of await availableBackends()) {
       expect(types).toEqual(expect.arrayContaining(["role.apply", "role.remove", "allowlist.add", "allowlist.remove"]));
     });
 
+    it("validates offline, as apply would", async () => {
+      const good = join(work, "good.yaml");
+      await writeFile(good, `${READER}---\n${WRITER}`);
+      const ok = await mandate("roles", "validate", "-f", good, "--format", "json");
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(ok.json()).toEqual({ valid: true, roles: ["incident-reader", "writer"] });
+      const bad = join(work, "bad.yaml");
+      await writeFile(bad, BROKEN);
+      const refused = await mandate("roles", "validate", "-f", bad);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/bad\.yaml:6: .*invalid glob/);
+    });
+
     it("teaches in --help", async () => {
       const help = await mandate("roles", "apply", "--help");
       expect(help.stdout).toMatch(/require_approval/);

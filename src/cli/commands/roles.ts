@@ -1,8 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { MandateError } from "../../errors/index.js";
-import type { ApplyResult, RuntimeEntry, StoredRole } from "../../policy/index.js";
+import { type ApplyResult, compileRole, parseRoleDocuments, type RuntimeEntry, type StoredRole } from "../../policy/index.js";
 import { type Io, printJson, printTable } from "../output.js";
 import { adminOptions, withAdminClient } from "./shared.js";
 
@@ -81,6 +81,19 @@ export function registerRoles(program: Command, io: Io): void {
       io.out(`(policy revision ${result.revision}; every control plane enforces it within a second)`);
     });
   });
+
+  roles
+    .command("validate")
+    .description("Check role documents without a control plane (for CI): the same validation apply does")
+    .requiredOption("-f, --file <file>", "YAML file with one or more role documents, or - to read stdin")
+    .addOption(new Option("--format <format>", "output format").choices(["table", "json"]))
+    .addHelpText("after", "\nExit status 0 when every document is valid, 1 (with file:line: reason) when one is not.\n\nExample:\n  mandate roles validate -f roles/ci.yaml")
+    .action(async (opts: { file: string; format?: string }) => {
+      const { text, origin } = await readRoleInput(opts.file);
+      const names = parseRoleDocuments(text, origin).map((role) => compileRole(role).name);
+      if (opts.format === "json") printJson(io, { valid: true, roles: names });
+      else io.out(`${names.length} role${names.length === 1 ? "" : "s"} valid: ${names.join(", ")}`);
+    });
 
   adminOptions(roles.command("ls").alias("list").description("List roles")).action(async (_opts: unknown, cmd: Command) => {
     await withAdminClient(cmd, async (client, g) => {
