@@ -1,4 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { RateLimiterMemory } from "rate-limiter-flexible";
 import type { AuditLog } from "../../audit/index.js";
 import { MandateError } from "../../errors/index.js";
 import type { LockRegistry } from "../../identity/index.js";
@@ -81,6 +82,8 @@ export interface OAuthServerOptions {
 export class OAuthAuthorizationServer {
   readonly settings: OAuthSettings;
   private readonly now: () => number;
+  // Registration is open (RFC 7591 without an initial access token), so it is metered per address.
+  private readonly registrations = new RateLimiterMemory({ keyPrefix: "oauth-register", points: 30, duration: 3600 });
 
   constructor(private readonly options: OAuthServerOptions) {
     this.settings = { ...DEFAULT_OAUTH_SETTINGS, ...(options.settings ?? {}) };
@@ -138,6 +141,11 @@ export class OAuthAuthorizationServer {
       throw new OAuthProtocolError("invalid_redirect_uri", "redirect_uris must list 1 to 10 URIs");
     }
     const redirectUris = (uris as string[]).map(validateRedirectUri);
+    try {
+      await this.registrations.consume(address);
+    } catch {
+      throw new OAuthProtocolError("invalid_client_metadata", "too many client registrations from this address; try again later", 429);
+    }
     const grantTypes = input.grant_types ?? ["authorization_code"];
     if (!Array.isArray(grantTypes) || grantTypes.some((g) => g !== "authorization_code" && g !== "refresh_token")) throw new OAuthProtocolError("invalid_client_metadata", "only the authorization_code grant is supported");
     const responseTypes = input.response_types ?? ["code"];
