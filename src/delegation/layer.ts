@@ -58,7 +58,7 @@ export async function startDelegationLayer(o: DelegationLayerOptions): Promise<D
     principals,
     gate,
     registerRoutes(app) {
-      registerTokenRoutes(app, { delegations: service, principals, auth: o.auth, verifier, audit: o.audit, audiences: o.audiences });
+      registerTokenRoutes(app, { delegations: service, principals, auth: o.auth, verifier, audit: o.audit, audiences: o.audiences, now });
       registerDelegationRoutes(app, { delegations: service, requests, principals, auth: o.auth, audit: o.audit, policy: o.policy, now });
     },
     stop: () => registry.stop(),

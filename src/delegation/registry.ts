@@ -49,6 +49,7 @@ export class DelegationRegistry {
   private lastRefresh = 0;
   private refreshError: unknown;
   private refreshing: Promise<void> | undefined;
+  private pollIntervalMs = 200;
 
   constructor(
     private readonly store: Store,
@@ -56,6 +57,7 @@ export class DelegationRegistry {
   ) {}
 
   async start(pollIntervalMs = 200): Promise<void> {
+    this.pollIntervalMs = pollIntervalMs;
     await this.refresh(true);
     this.timer = setInterval(() => {
       this.refresh().catch((error) => {
@@ -70,8 +72,8 @@ export class DelegationRegistry {
     this.timer = undefined;
   }
 
-  /** Fails closed: a view not refreshed for too long could be missing a revocation. */
-  assertFresh(maxAgeMs = 5000): void {
+  /** Fails closed: a view not refreshed for too long (5 s, or five poll intervals) could be missing a revocation. */
+  assertFresh(maxAgeMs = Math.max(5000, 5 * this.pollIntervalMs)): void {
     if (this.timer && this.now() - this.lastRefresh > maxAgeMs) {
       throw new MandateError("STORE_UNAVAILABLE", `the delegation list could not be refreshed for ${Math.round((this.now() - this.lastRefresh) / 1000)}s; refusing delegations until it can`, {
         cause: this.refreshError,

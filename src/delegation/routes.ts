@@ -180,7 +180,8 @@ export function registerDelegationRoutes(app: FastifyInstance, d: DelegationRout
     const caller = await d.auth.authenticate(request, "access_request.list");
     const query = parseRequest(RequestsQuery, request.query, "query");
     const all = await d.requests.list(query);
-    const visible = caller.kind === "admin" || caller.kind === "user" ? all : all.filter((r) => r.requester.kind === "agent" && r.requester.name === caller.agent);
+    const visible: AccessRequestRecord[] = [];
+    for (const r of all) if (await mayView(d, caller, r)) visible.push(r);
     return { requests: visible.map(requestView) };
   });
 
@@ -188,7 +189,7 @@ export function registerDelegationRoutes(app: FastifyInstance, d: DelegationRout
     const caller = await d.auth.authenticate(request, "access_request.show");
     const { id } = parseRequest(IdParam, request.params, "path");
     const record = await d.requests.get(id);
-    if (caller.kind !== "admin" && caller.kind !== "user" && !(record.requester.kind === "agent" && record.requester.name === caller.agent)) {
+    if (!(await mayView(d, caller, record))) {
       throw new MandateError("NOT_FOUND", `no access request with id ${id}; see \`mandate requests ls\``);
     }
     return { request: requestView(record) };
@@ -206,6 +207,22 @@ export function registerDelegationRoutes(app: FastifyInstance, d: DelegationRout
     const body = parseRequest(DenyBody, request.body);
     return decide(d, request, id, { approve: false, reason: body.reason, mode: "once" });
   });
+}
+
+/**
+ * Who sees an access request: admins; the agent that asked; a person who may approve it
+ * or who delegates in the chain it was asked under.
+ */
+async function mayView(d: DelegationRouteDeps, caller: Caller, record: AccessRequestRecord): Promise<boolean> {
+  if (caller.kind === "admin") return true;
+  if (caller.kind === "agent") return record.requester.kind === "agent" && record.requester.name === caller.agent;
+  if (caller.kind !== "user" || !caller.user) return false;
+  if (record.requester.kind === "user" && record.requester.name === caller.user) return true;
+  const person = await d.principals.resolve("user", caller.user).catch(() => undefined);
+  if (person && d.policy()?.mayApprove?.(person, record.resource)) return true;
+  if (!record.delegationId) return false;
+  const grant = d.delegations.registry.cached(record.delegationId);
+  return grant !== undefined && (await d.delegations.mayManage({ kind: "user", name: caller.user }, grant));
 }
 
 async function checkAccess(d: DelegationRouteDeps, body: z.infer<typeof CheckBody>): Promise<Record<string, unknown>> {

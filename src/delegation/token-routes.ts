@@ -36,6 +36,7 @@ export interface TokenRouteDeps {
   audit: AuditLog;
   /** audiences a subject token may name, and the default audience of issued tokens */
   audiences: () => string[];
+  now: () => number;
 }
 
 /**
@@ -76,7 +77,7 @@ export function registerTokenRoutes(app: FastifyInstance, deps: TokenRouteDeps):
         return reply
           .header("cache-control", "no-store")
           .header("pragma", "no-cache")
-          .send({ access_token: result.token, issued_token_type: JWT_TOKEN_TYPE, token_type: "N_A", expires_in: Math.max(0, Math.floor((result.expiresAt - Date.now()) / 1000)) });
+          .send({ access_token: result.token, issued_token_type: JWT_TOKEN_TYPE, token_type: "N_A", expires_in: Math.max(0, Math.floor((result.expiresAt - deps.now()) / 1000)) });
       } catch (error) {
         const oauth = error instanceof OAuthError ? error : toOAuthError(error);
         await deps.audit

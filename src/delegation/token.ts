@@ -79,7 +79,12 @@ export function scopeClaim(scope: DelegationScope): DelegationClaims["delegation
   return { allow: scope.allow, deny: scope.deny, require_approval: scope.requireApproval, ...(scope.maxSpendUsd !== undefined ? { max_spend_usd: scope.maxSpendUsd } : {}) };
 }
 
+/** Verified tokens kept so a proxy's hot path does not repeat the ES256 verification (same bytes, same answer). */
+const VERIFIED_CACHE_LIMIT = 10_000;
+
 export class DelegationTokens {
+  private readonly verified = new Map<string, DelegationClaims>();
+
   constructor(
     private readonly key: SigningKey,
     readonly issuer: string,
@@ -115,6 +120,19 @@ export class DelegationTokens {
    * the token's subject are the gate's checks.
    */
   async verify(token: string, audiences: string[]): Promise<DelegationClaims> {
+    const hit = this.verified.get(token);
+    if (hit) {
+      // Lifetime and audience are re-checked on every use; only the signature check is remembered.
+      if (hit.exp * 1000 + CLOCK_TOLERANCE_SECONDS * 1000 > this.now() && hit.aud.some((a) => audiences.includes(a))) return hit;
+      this.verified.delete(token);
+    }
+    const claims = await this.verifyUncached(token, audiences);
+    if (this.verified.size >= VERIFIED_CACHE_LIMIT) this.verified.clear();
+    this.verified.set(token, claims);
+    return claims;
+  }
+
+  private async verifyUncached(token: string, audiences: string[]): Promise<DelegationClaims> {
     if (typeof token !== "string" || token.length === 0) throw invalid("the token is empty");
     if (token.length > MAX_TOKEN_LENGTH) throw invalid(`the token is longer than ${MAX_TOKEN_LENGTH} characters`);
     if (!COMPACT.test(token)) throw invalid("not a JWS compact serialization (three non-empty base64url segments)");
@@ -146,6 +164,7 @@ export class DelegationTokens {
       throw invalid((error as Error).message);
     }
     if (typeof payload.task_id !== "string" || typeof payload.act !== "object" || payload.act === null) throw invalid("task_id or act is missing");
+    if (!Array.isArray(payload.aud)) throw invalid("aud must be an array");
     return payload as unknown as DelegationClaims;
   }
 }

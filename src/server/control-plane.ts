@@ -13,7 +13,7 @@ import { DefinitionPins, McpCatalog, McpProxy, type ProxyLimits, registerMcpRout
 import { registerMcpAdminRoutes } from "../mcp/admin-routes.js";
 import { type AccessGate, createPolicyEngine, RoleRegistry } from "../policy/index.js";
 import { registerPolicyRoutes } from "../policy/routes.js";
-import { type AccessPolicy, type UserDirectory, startDelegationLayer } from "../delegation/index.js";
+import { startDelegationLayer } from "../delegation/index.js";
 import { Store } from "../store/index.js";
 import { CallerAuthenticator } from "./authenticate.js";
 import { claimDataDir } from "./data-dir-lock.js";
@@ -157,8 +157,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       locks,
       audit,
       auth,
-      policy: () => (context as { policy?: AccessPolicy }).policy,
-      users: () => (context as { users?: UserDirectory }).users,
+      policy: () => context.policy,
+      users: () => context.users,
       audiences: () => proxyAudiences,
       pollIntervalMs: options.lockPollMs ?? 200,
       now,
