@@ -236,6 +236,7 @@ const rows: Row[] = [
   { name: "runtime deny per statement class", request: accessRequest(alice, db("orders", "app", "select", "insert")), runtime: { allow: [], deny: ["db:*/insert"] }, allow: false, deniedBy: "runtime" },
   // input
   { name: "bad resource", request: accessRequest(auditor, mcp("k8s/x", "read_logs")), allow: false, deniedBy: "input" },
+  { name: "megabyte resource uri", request: accessRequest(auditor, mcp("docs", `file:///runbooks/${"x/".repeat(500_000)}`, undefined, "resource")), allow: false, deniedBy: "input", reason: /at most 4096/ },
   { name: "db without statements", request: accessRequest(alice, { kind: "db", database: "orders", dbUser: "app", statements: [], tables: [], functions: [] }), allow: false, deniedBy: "input" },
 ];
 

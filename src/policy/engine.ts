@@ -3,7 +3,7 @@ import { type CompiledRole, type CompiledRule, ruleMatches } from "./compile.js"
 import { cachedGlob, type Glob, globMatches } from "./glob.js";
 import type { PolicyEngine } from "./gate.js";
 import type { Effect } from "./role-document.js";
-import { resourceString, resourceStrings } from "./resources.js";
+import { MAX_RESOURCE_LENGTH, resourceString, resourceStrings } from "./resources.js";
 import type { AccessRequest, Decision, DecisionLayer, DelegationLink, Obligation, Principal, StatementClass } from "./types.js";
 
 /**
@@ -141,6 +141,7 @@ export class CompiledPolicyEngine implements PolicyEngine {
 
   /** Whether `principal` holds a role whose `approve` globs cover the canonical resource string. */
   mayApprove(principal: Principal, resource: string): boolean {
+    if (typeof resource !== "string" || resource.length > MAX_RESOURCE_LENGTH || !Array.isArray(principal?.roles)) return false;
     const { roles } = this.source.snapshot();
     for (const name of principal.roles) {
       const role = roles.get(name);

@@ -52,6 +52,10 @@ describe("canonical resource strings", () => {
     expect(() => parseResourceString(s)).toThrow();
   });
 
+  it("refuses resources too long to match in bounded time", () => {
+    expect(() => resourceString({ kind: "mcp", server: "fs", item: "resource", name: `file:///${"a/".repeat(3000)}` })).toThrow(/at most 4096/);
+  });
+
   it("refuses names that would make the string ambiguous", () => {
     expect(() => resourceString({ kind: "mcp", server: "a/b", item: "tool", name: "x" })).toThrow(/cannot contain/);
     expect(() => resourceString({ kind: "mcp", server: "a", item: "tool", name: "x:y" })).toThrow(/cannot contain/);

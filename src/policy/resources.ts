@@ -12,6 +12,12 @@ import type { AccessResource, McpItemKind, StatementClass } from "./types.js";
  * (`db:orders/select+delete`); scopes are checked once per class (`resourceStrings`).
  */
 
+/**
+ * Longest canonical string a decision accepts. Matching costs input × pattern length, so an
+ * unbounded name (a megabyte-long resource URI from an agent) is refused as input instead.
+ */
+export const MAX_RESOURCE_LENGTH = 4096;
+
 export const STATEMENT_CLASSES: readonly StatementClass[] = ["select", "insert", "update", "delete", "ddl", "dcl", "copy", "function", "transaction", "session", "other"];
 const MCP_ITEM_PREFIXES: readonly Exclude<McpItemKind, "tool">[] = ["prompt", "resource", "client"];
 
@@ -26,6 +32,13 @@ function checkName(what: string, value: string, forbidden: string): string {
 }
 
 export function resourceString(resource: AccessResource): string {
+  const s = formatResource(resource);
+  if (s.length > MAX_RESOURCE_LENGTH) invalid(`a resource is at most ${MAX_RESOURCE_LENGTH} characters (this one has ${s.length}: ${s.slice(0, 60)}…)`);
+  return s;
+}
+
+function formatResource(resource: AccessResource): string {
+  if (resource === null || typeof resource !== "object") invalid("a resource is an object with a kind");
   switch (resource.kind) {
     case "mcp": {
       const server = checkName("an MCP server name", resource.server, "/");
