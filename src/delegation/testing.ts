@@ -13,6 +13,7 @@ import type { UserDirectory } from "./principals.js";
 export const TRUST_DOMAIN = "example.test";
 export const PROXY_AUDIENCE = `spiffe://${TRUST_DOMAIN}/mandate/server`;
 
+/** Roles for the reference scenario and the gate tests: Alice is an SRE who may approve k8s actions; agents may use the k8s server and gpt-4.1 models. */
 export const GATE_ROLES = `
 kind: role
 name: sre
@@ -35,6 +36,13 @@ allow:
   delegate:
     - agents: ["deploy-*"]
       max_ttl: 1h
+---
+kind: role
+name: viewer
+allow:
+  mcp:
+    - servers: [k8s]
+      tools: ["read_*"]
 ---
 kind: role
 name: k8s-agent

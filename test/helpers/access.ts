@@ -1,38 +1,8 @@
+import { GATE_ROLES } from "../../src/delegation/testing.js";
 import { createPolicyEngine } from "../../src/policy/create.js";
 import type { ControlPlane } from "../../src/server/index.js";
 
-/** Roles for the reference scenario: Alice is an SRE who may approve k8s actions; the agent may use the k8s server and gpt-4.1 models. */
-export const SCENARIO_ROLES = `
-kind: role
-name: sre
-allow:
-  mcp:
-    - servers: ["**"]
-  llm:
-    - models: ["**"]
-  delegate:
-    - agents: ["deploy-*", "log-reader", "intruder"]
-      max_ttl: 1h
-approve: ["mcp:k8s/*"]
----
-kind: role
-name: viewer
-allow:
-  mcp:
-    - servers: [k8s]
-      tools: ["read_*"]
----
-kind: role
-name: k8s-agent
-allow:
-  mcp:
-    - servers: [k8s]
-  llm:
-    - models: ["gpt-4.1*"]
-  delegate:
-    - agents: ["log-reader", "deploy-*"]
-      max_ttl: 1h
-`;
+export const SCENARIO_ROLES = GATE_ROLES;
 
 /**
  * Applies the roles to the control plane's role registry (as `mandate roles apply`
