@@ -4,3 +4,4 @@ export { ClassificationCache, classifySql, loadParser, redact, UnparseableStatem
 export { DbAuditJournal } from "./journal.js";
 export { registerDbRoutes } from "./routes.js";
 export { startDbBridge, type DbBridgeOptions } from "./connect.js";
+export { runDbMcpServer, type DbMcpServerOptions } from "./mcp-server.js";

@@ -23,6 +23,8 @@ export interface SessionDeps {
   cancels: CancelKeys;
   /** keep literals in audited statement text (default: replaced by $n) */
   keepLiterals: boolean;
+  /** "writes": reads are written to the journal before they run and synced within ms; "all": every statement waits for fdatasync */
+  auditDurability: "all" | "writes";
   /** how long an allow decision is reused for the same shape on one connection */
   decisionTtlMs: number;
   now: () => number;
@@ -66,6 +68,7 @@ export class CancelKeys {
 }
 
 const SENTINEL_PREFIX = "mandate_denied_";
+export const DEFAULT_USER_ALIAS = "@default";
 
 /**
  * One client connection after TLS and certificate login: resolves the registered
@@ -88,6 +91,7 @@ export class DbSession {
   private skippingToSync = false;
   private transactionStatus = "I";
   private processing: Promise<void> = Promise.resolve();
+  private batchesInFlight = 0;
   private closed = false;
   private cancelKey: { processId: number; secret: Buffer } | undefined;
   private readonly actor: AuditActor;
@@ -128,7 +132,9 @@ export class DbSession {
     const db = await this.deps.registry.get(name);
     if (!db) throw new MandateError("NOT_FOUND", `database ${JSON.stringify(name)} is not registered with Mandate (mandate db ls)`);
     this.db = db;
-    this.dbUser = params.get("user") || db.defaultUser;
+    // "@default" (not a plain identifier, so no real role is shadowed) asks for the database's default user.
+    const requested = params.get("user");
+    this.dbUser = !requested || requested === DEFAULT_USER_ALIAS ? db.defaultUser : requested;
     this.delegationToken = delegationFromOptions(params.get("options") ?? "") ?? params.get("mandate.delegation");
     const forwarded: Record<string, string> = {};
     for (const [key, value] of params) if (FORWARDED_PARAMS.has(key.toLowerCase())) forwarded[key] = value;
@@ -169,7 +175,8 @@ export class DbSession {
       return;
     }
     if (frames.length === 0) return;
-    this.client.pause();
+    // Backpressure only when messages arrive faster than they are admitted.
+    if (++this.batchesInFlight > 1) this.client.pause();
     this.processing = this.processing
       .then(async () => {
         const out: Buffer[] = [];
@@ -182,7 +189,7 @@ export class DbSession {
       })
       .catch((error: unknown) => this.fatal("XX000", `proxy error: ${(error as Error).message}`))
       .finally(() => {
-        if (!this.closed) this.client.resume();
+        if (--this.batchesInFlight === 0 && !this.closed) this.client.resume();
       });
   }
 
@@ -330,7 +337,9 @@ export class DbSession {
   private async journalIntent(id: string, shape: Shape, protocol: string, _out: Buffer[]): Promise<boolean> {
     const decision = this.decisions.get(decisionKey(shape))?.decision;
     try {
-      await this.deps.journal.intent(id, this.event(shape, protocol, decision, "INTENT", { status: "ok" }));
+      // Reads are journaled before they run; anything that can change state waits for the disk too.
+      const durable = this.deps.auditDurability === "all" || !isReadOnly(shape);
+      await this.deps.journal.intent(id, this.event(shape, protocol, decision, "INTENT", { status: "ok" }), durable);
       return true;
     } catch {
       return false;
@@ -573,6 +582,13 @@ export class DbSession {
   get status(): string {
     return this.transactionStatus;
   }
+}
+
+const READ_CLASSES = new Set<StatementClass>(["select", "session", "transaction"]);
+
+/** Changes nothing a durable audit record must precede: reads, session settings, transaction control. */
+function isReadOnly(shape: Shape): boolean {
+  return shape.functions.length === 0 && shape.statements.every((s) => READ_CLASSES.has(s));
 }
 
 function decisionKey(shape: Shape): string {

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import type { Command } from "commander";
 import { readCredentials } from "../../agent/index.js";
-import { DEFAULT_DB_PORT, parseDatabaseUri, SecretRef, startDbBridge, type DbView } from "../../db/index.js";
+import { DEFAULT_DB_PORT, parseDatabaseUri, runDbMcpServer, SecretRef, startDbBridge, type DbView } from "../../db/index.js";
 import { MandateError } from "../../errors/index.js";
 import { type Io, printJson, printTable } from "../output.js";
 import { parseLabels } from "./agents.js";
@@ -124,15 +124,7 @@ Examples:
   mandate db connect orders --port 15432 &                     # then: psql -h 127.0.0.1 -p 15432 orders`,
     )
     .action(async (name: string, opts: { creds: string; dbUser?: string; proxy?: string; port?: string; delegation?: string }, cmd: Command) => {
-      const credentials = await readCredentials(opts.creds);
-      if (!credentials) throw new MandateError("NOT_FOUND", `no agent credentials in ${opts.creds}; join first with \`mandate daemon\``);
-      let proxyHost = new URL(credentials.state.authServer).hostname.replace(/^\[|\]$/g, "");
-      let proxyPort = DEFAULT_DB_PORT;
-      if (opts.proxy) {
-        const match = /^(.*):(\d+)$/.exec(opts.proxy);
-        proxyHost = match ? match[1]!.replace(/^\[|\]$/g, "") : opts.proxy;
-        proxyPort = match ? Number(match[2]) : DEFAULT_DB_PORT;
-      }
+      const { credentials, proxyHost, proxyPort } = await proxyAddress(opts.creds, opts.proxy);
       const bridge = await startDbBridge({
         credentialDir: opts.creds,
         proxyHost,
@@ -162,5 +154,46 @@ Examples:
       });
       await bridge.close();
       if (code !== 0) process.exitCode = code;
+    });
+}
+
+/** The agent's credentials and where its database proxy is: --proxy, else the control plane's host on 7432. */
+async function proxyAddress(creds: string, proxy: string | undefined) {
+  const credentials = await readCredentials(creds);
+  if (!credentials) throw new MandateError("NOT_FOUND", `no agent credentials in ${creds}; join first with \`mandate daemon\``);
+  let proxyHost = new URL(credentials.state.authServer).hostname.replace(/^\[|\]$/g, "");
+  let proxyPort = DEFAULT_DB_PORT;
+  if (proxy) {
+    const match = /^(.*):(\d+)$/.exec(proxy);
+    proxyHost = match ? match[1]!.replace(/^\[|\]$/g, "") : proxy;
+    proxyPort = match ? Number(match[2]) : DEFAULT_DB_PORT;
+  }
+  return { credentials, proxyHost, proxyPort };
+}
+
+/** `mandate mcp db <database>`: an MCP server (stdio) over the database proxy, with this host's agent identity. */
+export function registerMcpDb(mcp: Command): void {
+  mcp
+    .command("db <database>")
+    .description("Run an MCP server (stdio) with list_tables, describe_table and query tools on a registered database, through the database proxy")
+    .option("--creds <dir>", "the agent's credential directory (kept fresh by `mandate daemon`)", "./agent-creds")
+    .option("--db-user <user>", "the database user to act as (default: the database's default user)")
+    .option("--proxy <host:port>", `the database proxy (default: the control plane's host, port ${DEFAULT_DB_PORT})`)
+    .option("--delegation <token>", "delegation token to present (or env MANDATE_DELEGATION)")
+    .option("--max-rows <n>", "rows a query returns at most", (v) => Number(v), 200)
+    .addHelpText(
+      "after",
+      `
+Every statement goes through the same proxy path as psql: parsed, authorized by the agent's
+role and delegation, audited. Register it with a desktop client like any stdio server, or in
+the catalog:  mandate mcp servers add orders-db --command "mandate mcp db orders --creds /run/mandate"
+
+Example:
+  mandate mcp db orders --creds ./agent-creds --db-user readonly`,
+    )
+    .action(async (database: string, opts: { creds: string; dbUser?: string; proxy?: string; delegation?: string; maxRows: number }) => {
+      const { proxyHost, proxyPort } = await proxyAddress(opts.creds, opts.proxy);
+      // stdout carries the protocol: nothing else may be printed there.
+      await runDbMcpServer({ database, credentialDir: opts.creds, dbUser: opts.dbUser, proxyHost, proxyPort, delegationToken: opts.delegation ?? process.env.MANDATE_DELEGATION, maxRows: opts.maxRows });
     });
 }

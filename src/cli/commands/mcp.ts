@@ -4,6 +4,7 @@ import { type DefinitionRecord, type McpServerEntry, splitCommand } from "../../
 import { type Io, printJson, printTable } from "../output.js";
 import { parseLabels } from "./agents.js";
 import { registerMcpClientCommands } from "./mcp-client.js";
+import { registerMcpDb } from "./db.js";
 import { adminOptions, withAdminClient } from "./shared.js";
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -151,4 +152,5 @@ Examples:
     });
   }
   registerMcpClientCommands(mcp, io);
+  registerMcpDb(mcp);
 }
