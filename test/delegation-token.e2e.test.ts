@@ -147,6 +147,30 @@ describe("the token endpoint (RFC 8693) under hostile input", () => {
     expect(byAgent.stderr).toMatch(/PERMISSION_DENIED/);
   });
 
+  it("sub-delegation with the agent's credentials: attenuation only, nested act chain, cascading revocation", async () => {
+    const parent = await mandate("delegate", "--identity", alice, "--agent", "deploy-auditor", "--task", "t-sub", "--ttl", "10m", "--allow", "mcp:k8s/read_*", "--allow", "delegate:log-reader", "--deny", "mcp:*/kubectl_exec", "--format", "json");
+    expect(parent.code, parent.stderr).toBe(0);
+    const parentId = parent.json().id;
+    const reader = await joinTestAgent(plane, "log-reader", { roles: ["k8s-agent"] });
+    const widened = await mandate("delegate", "--credentials", agent.credentialDir, "--parent", parentId, "--agent", "log-reader", "--ttl", "5m", "--allow", "mcp:k8s/*");
+    expect(widened.code).toBe(1);
+    expect(widened.stderr).toMatch(/may only narrow its parent: "mcp:k8s\/\*" is not covered .*\[SCOPE_WIDENING\]/);
+    const longer = await mandate("delegate", "--credentials", agent.credentialDir, "--parent", parentId, "--agent", "log-reader", "--ttl", "20m", "--allow", "mcp:k8s/read_logs");
+    expect(longer.stderr).toMatch(/cannot outlive its parent.*\[SCOPE_WIDENING\]/);
+    const child = await mandate("delegate", "--credentials", agent.credentialDir, "--parent", parentId, "--agent", "log-reader", "--ttl", "5m", "--allow", "mcp:k8s/read_logs", "--format", "json");
+    expect(child.code, child.stderr).toBe(0);
+    expect(child.json()).toMatchObject({ task: "t-sub", delegator: "agent:deploy-auditor", depth: 2, chain: ["user:alice", "agent:deploy-auditor", "agent:log-reader"], scope: { deny: ["mcp:*/kubectl_exec"] } });
+    const token = (await mandate("delegations", "token", "--task", "t-sub", "--credentials", reader.credentialDir)).stdout.trim();
+    const claims = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString());
+    const td = plane.context.authority.trustDomain;
+    expect(claims).toMatchObject({ sub: reader.spiffeId, act: { sub: `spiffe://${td}/agent/deploy-auditor`, act: { sub: `spiffe://${td}/user/alice` } } });
+    // The holder cannot revoke its own grant upward; Alice revokes the parent and the child dies with it.
+    expect((await mandate("delegations", "revoke", parentId, "--credentials", agent.credentialDir)).stderr).toMatch(/cannot revoke it/);
+    const revoked = await mandate("delegations", "revoke", parentId, "--identity", alice, "--format", "json");
+    expect(revoked.json().revoked.sort()).toEqual([parentId, child.json().id].sort());
+    expect((await mandate("delegations", "token", "--task", "t-sub", "--credentials", reader.credentialDir)).stderr).toMatch(/invalid_grant/);
+  }, 60_000);
+
   it("an admin delegates only on behalf of a named person, within that person's access", async () => {
     const missing = await mandate("delegate", "--data-dir", plane.dataDir, "--agent", "deploy-auditor", "--task", "t3", "--ttl", "5m", "--allow", "mcp:k8s/read_logs");
     expect(missing.stderr).toMatch(/--as-user/);
