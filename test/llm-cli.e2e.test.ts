@@ -3,10 +3,11 @@ import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
+import { PROXY_ROLES, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { FAKE_KEY, openAiThroughProxy, testGate } from "./helpers/llm.js";
+import { FAKE_KEY, openAiThroughProxy } from "./helpers/llm.js";
 
 describe("mandate llm providers|models and mandate usage", () => {
   const fake = new FakeProvider({ apiKey: FAKE_KEY });
@@ -16,8 +17,9 @@ describe("mandate llm providers|models and mandate usage", () => {
 
   beforeAll(async () => {
     await fake.start();
-    plane = await startTestControlPlane({ accessGate: testGate(() => plane), llm: { env: { UPSTREAM_KEY: FAKE_KEY } } });
-    agent = await joinTestAgent(plane, "cli-agent", { labels: "team=platform" });
+    plane = await startTestControlPlane({ llm: { env: { UPSTREAM_KEY: FAKE_KEY } } });
+    await usePolicy(plane, PROXY_ROLES);
+    agent = await joinTestAgent(plane, "cli-agent", { roles: ["model-user"], labels: "team=platform" });
   });
   afterAll(async () => {
     const dataDir = plane?.dataDir;

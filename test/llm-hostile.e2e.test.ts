@@ -5,10 +5,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
+import { PROXY_ROLES, type TestDelegation, delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
 import { mandate } from "./helpers/cli.js";
-import { FAKE_KEY, fakeLlmConfig, openAiThroughProxy, testGate } from "./helpers/llm.js";
+import { FAKE_KEY, fakeLlmConfig, openAiThroughProxy } from "./helpers/llm.js";
+import { addTestUser } from "./helpers/users.js";
 
 /** secretlint's rule and the audit log's pattern name a GitHub token differently; either marker will do. */
 const REDACTED = /\[REDACTED:github(-token)?\]/;
@@ -20,6 +22,7 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
   let agent: TestAgent;
   let jwt: string;
   let openai: OpenAI;
+  let delegation: TestDelegation;
 
   /** A raw HTTPS request to the proxy, for what no SDK would send. */
   function raw(path: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
@@ -49,10 +52,13 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
         guardrails: { secrets: { input: "redact", output: "redact" }, pii: { input: "flag", output: "flag" }, injection: { input: "block" } },
       }),
     );
-    plane = await startTestControlPlane({ accessGate: testGate(() => plane), llm: { config, env: { FAKE_OPENAI_KEY: FAKE_KEY } } });
-    agent = await joinTestAgent(plane, "hostile-agent", { labels: "team=red" });
+    plane = await startTestControlPlane({ llm: { config, env: { FAKE_OPENAI_KEY: FAKE_KEY } } });
+    await usePolicy(plane, PROXY_ROLES);
+    await addTestUser(plane.dataDir, "alice", ["delegator"]);
+    agent = await joinTestAgent(plane, "hostile-agent", { roles: ["model-user"], labels: "team=red" });
+    delegation = await delegateTo(plane, agent, { task: "task-hostile", allow: ["llm:gpt-4.1-mini"] });
     jwt = await agent.jwtSvid();
-    openai = openAiThroughProxy(plane, agent, `${jwt}~td.d-77.task-hostile`);
+    openai = openAiThroughProxy(plane, agent, `${jwt}~${delegation.token}`);
   });
   afterAll(async () => {
     const dataDir = plane?.dataDir;
@@ -126,7 +132,7 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
     expect(transcript.prompt).toMatch(REDACTED);
     // PII is flagged (not redacted) on the way to the model, but the stored copy has it removed too.
     expect(transcript.prompt).not.toContain("ops@example.com");
-    expect(transcript.delegation_id).toBe("d-77");
+    expect(transcript.delegation_id).toBe(delegation.id);
     expect(transcript.task_id).toBe("task-hostile");
   });
 

@@ -3,10 +3,12 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
+import { PROXY_ROLES, delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { FAKE_KEY, testGate } from "./helpers/llm.js";
+import { FAKE_KEY } from "./helpers/llm.js";
 import { burst } from "./helpers/llm-load.js";
+import { addTestUser } from "./helpers/users.js";
 
 /** $1 per thousand tokens, so costs are easy to reason about. */
 const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
@@ -33,10 +35,13 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
       budgets: [{ scope: "team", name: "finance", period: "daily", limitUsd: 1, softPercent: 10 }],
       guardrails: { secrets: {}, pii: {}, injection: {} },
     });
-    plane = await startTestControlPlane({ accessGate: testGate(() => plane), llm: { config, env: { K: FAKE_KEY } } });
-    limited = await joinTestAgent(plane, "limited");
-    spender = await joinTestAgent(plane, "spender", { labels: "team=finance" });
-    tokenBound = await joinTestAgent(plane, "token-bound");
+    plane = await startTestControlPlane({ llm: { config, env: { K: FAKE_KEY } } });
+    await usePolicy(plane, PROXY_ROLES);
+    await addTestUser(plane.dataDir, "alice", ["delegator"]);
+    const roles = ["model-user"];
+    limited = await joinTestAgent(plane, "limited", { roles });
+    spender = await joinTestAgent(plane, "spender", { roles, labels: "team=finance" });
+    tokenBound = await joinTestAgent(plane, "token-bound", { roles });
   });
   afterAll(async () => {
     const dataDir = plane?.dataDir;
@@ -137,17 +142,23 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
 
   it("a delegation's max_spend obligation is a budget for that delegation", async () => {
     const jwt = await tokenBound.jwtSvid();
+    const grant = await delegateTo(plane, tokenBound, { task: "task-1", allow: ["llm:gpt-4.1-mini"], maxSpendUsd: 0.05 });
     const results = await burst(`${plane.url}/llm/v1/chat/completions`, {
       n: 20,
       ca: tokenBound.credentials.bundlePem,
-      authorization: `Bearer ${jwt}~td.d-spend.task-1.0.05`,
+      authorization: `Bearer ${jwt}~${grant.token}`,
       body: () => ({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "x" }], max_tokens: 10 }),
     });
     const ok = results.filter((r) => r.status === 200).length;
     expect(ok).toBeGreaterThan(0);
     expect(ok).toBeLessThan(20);
     const refusal = results.find((r) => r.status === 402)!;
-    expect(refusal.body.error.message).toContain("delegation d-spend");
+    expect(refusal.body.error.message).toContain(`delegation ${grant.id}`);
     expect(refusal.body.error.budget.source).toBe("delegation");
+    // The usage is counted against that delegation, and stays within its ceiling.
+    await plane.context.llm!.recorder.flush();
+    const row = (await plane.context.llm!.recorder.report("delegation", 0)).find((r) => r.key === grant.id);
+    expect(row!.requests).toBe(ok);
+    expect(row!.costUsd).toBeLessThanOrEqual(0.05);
   });
 });

@@ -6,9 +6,23 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
+import { PROXY_ROLES, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { FAKE_KEY, anthropicThroughProxy, fakeLlmConfig, openAiThroughProxy, testGate } from "./helpers/llm.js";
+import { FAKE_KEY, anthropicThroughProxy, fakeLlmConfig, openAiThroughProxy } from "./helpers/llm.js";
+
+/** deploy-auditor may use every model; restricted-agent one model, and is denied claude outright. */
+const ROLES = `${PROXY_ROLES}
+---
+kind: role
+name: one-model
+allow:
+  llm:
+    - models: [gpt-4.1-mini]
+deny:
+  llm:
+    - models: [claude-sonnet-4-5]
+`;
 
 /** What the fake sends for a request made to it directly (no proxy), to compare bytes with. */
 function direct(fake: FakeProvider, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer }> {
@@ -31,12 +45,14 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
   let jwt: string;
   let openai: OpenAI;
   let anthropic: Anthropic;
-  const gate = testGate(() => plane, { models: ["gpt-4.1-mini", "text-embedding-3-small", "claude-sonnet-4-5", "azure-gpt"] });
+  let restricted: TestAgent;
 
   beforeAll(async () => {
     await fake.start();
-    plane = await startTestControlPlane({ accessGate: gate, llm: { config: parseLlmConfig(fakeLlmConfig(fake.url)), env: { FAKE_OPENAI_KEY: FAKE_KEY } } });
-    agent = await joinTestAgent(plane, "deploy-auditor", { roles: ["incident-reader"], labels: "team=sre" });
+    plane = await startTestControlPlane({ llm: { config: parseLlmConfig(fakeLlmConfig(fake.url)), env: { FAKE_OPENAI_KEY: FAKE_KEY } } });
+    await usePolicy(plane, ROLES);
+    agent = await joinTestAgent(plane, "deploy-auditor", { roles: ["model-user"], labels: "team=sre" });
+    restricted = await joinTestAgent(plane, "restricted-agent", { roles: ["one-model"] });
     jwt = await agent.jwtSvid();
     openai = openAiThroughProxy(plane, agent, jwt);
     anthropic = anthropicThroughProxy(plane, agent, jwt);
@@ -139,25 +155,24 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
   });
 
   it("a model the caller may not use is refused in the caller's wire format, saying why, and never reaches the provider", async () => {
-    gate.requests.length = 0;
-    const restricted = testGate(() => plane, { models: ["gpt-4.1-mini"], deny: ["claude-sonnet-4-5"] });
-    const previous = plane.context.access;
-    plane.context.access = restricted;
-    try {
-      const error = await anthropic.messages.create({ model: "claude-sonnet-4-5", max_tokens: 10, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(Anthropic.PermissionDeniedError);
-      const body = (error as InstanceType<typeof Anthropic.PermissionDeniedError>).error as { error: { type: string; message: string; mandate_code: string } };
-      expect(body.error.type).toBe("permission_error");
-      expect(body.error.message).toContain("do not allow llm:claude-sonnet-4-5");
-      const openaiError = await openai.embeddings.create({ model: "text-embedding-3-small", input: "x" }).catch((e: unknown) => e);
-      expect(openaiError).toBeInstanceOf(OpenAI.PermissionDeniedError);
-      expect((openaiError as InstanceType<typeof OpenAI.PermissionDeniedError>).code).toBe("PERMISSION_DENIED");
-      expect(fake.requests).toHaveLength(0);
-      const denied = (await plane.context.audit.list({ type: "llm.request", decision: "deny" }))[0]!;
-      expect(denied.decision!.reasons[0]).toContain("llm:text-embedding-3-small");
-    } finally {
-      plane.context.access = previous;
-    }
+    const jwtOfRestricted = await restricted.jwtSvid();
+    const error = await anthropicThroughProxy(plane, restricted, jwtOfRestricted).messages.create({ model: "claude-sonnet-4-5", max_tokens: 10, messages: [{ role: "user", content: "x" }] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    const body = (error as InstanceType<typeof Anthropic.PermissionDeniedError>).error as { error: { type: string; message: string; mandate_code: string } };
+    expect(body.error.type).toBe("permission_error");
+    expect(body.error.message).toMatch(/role one-model of agent restricted-agent denies llm:claude-sonnet-4-5 \(deny\.llm\[0\]/);
+    const restrictedOpenAi = openAiThroughProxy(plane, restricted, jwtOfRestricted);
+    const openaiError = await restrictedOpenAi.embeddings.create({ model: "text-embedding-3-small", input: "x" }).catch((e: unknown) => e);
+    expect(openaiError).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect((openaiError as InstanceType<typeof OpenAI.PermissionDeniedError>).code).toBe("PERMISSION_DENIED");
+    expect((openaiError as Error).message).toContain("no role of agent restricted-agent allows llm:text-embedding-3-small");
+    expect(fake.requests).toHaveLength(0);
+    const denied = (await plane.context.audit.list({ type: "llm.request", decision: "deny", agent: "restricted-agent" }))[0]!;
+    expect(denied.decision!.reasons[0]).toContain("llm:text-embedding-3-small");
+    expect(denied.details).toMatchObject({ refusal: { deniedBy: "agent_roles" } });
+    // The model list shows it only what its roles allow; the model it may use still answers.
+    expect((await restrictedOpenAi.models.list()).data.map((m) => m.id)).toEqual(["gpt-4.1-mini"]);
+    expect((await restrictedOpenAi.chat.completions.create({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "allowed" }] })).choices[0]!.message.content).toBe("Echo: allowed");
   });
 
   it("an unknown model is a 404 in the OpenAI shape; a wrong-format model says which endpoint to use", async () => {

@@ -9,10 +9,13 @@ import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
+import { PROXY_ROLES, applyRolesWithCli } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { tempDir } from "./helpers/backends.js";
+import { mandate } from "./helpers/cli.js";
 import { FAKE_KEY } from "./helpers/llm.js";
 import { burst } from "./helpers/llm-load.js";
+import { eventually } from "./helpers/mcp.js";
 import { freshPostgresDatabase, postgresBaseUrl, postgresRequired } from "./helpers/postgres.js";
 
 const REPLICA = fileURLToPath(new URL("./fixtures/llm-replica.mjs", import.meta.url));
@@ -104,8 +107,14 @@ describe.skipIf(!postgres || !redisUp || !BUILT)("two proxy processes sharing Re
       replicas.push(await startReplica({ dataDir, storage: db.url, llm: { configPath, redis: REDIS_URL, redisPrefix: prefix } }));
     }
     const first = { url: replicas[0]!.url, dataDir: dirs[1]!, context: { authority: { trustDomain: "mandate.local" } } } as unknown as ControlPlane;
-    agent = await joinTestAgent(first, "shared-agent");
-    spender = await joinTestAgent(first, "payments-bot", { labels: "team=payments" });
+    await applyRolesWithCli(dirs[1]!, PROXY_ROLES);
+    agent = await joinTestAgent(first, "shared-agent", { roles: ["model-user"] });
+    spender = await joinTestAgent(first, "payments-bot", { roles: ["model-user"], labels: "team=payments" });
+    // The roles were applied through the first replica; the second enforces them once it has polled the store.
+    await eventually(async () => {
+      const checked = await mandate("access", "check", "llm:gpt-4.1-mini", "--data-dir", dirs[2]!, "--agent", "payments-bot", "--format", "json");
+      expect(checked.json()).toMatchObject({ allow: true });
+    });
   });
   afterAll(async () => {
     await Promise.all(replicas.map((r) => stop(r.child)));

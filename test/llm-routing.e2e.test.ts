@@ -4,9 +4,10 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
+import { PROXY_ROLES, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { FAKE_KEY, openAiThroughProxy, testGate } from "./helpers/llm.js";
+import { FAKE_KEY, openAiThroughProxy } from "./helpers/llm.js";
 
 describe("LLM routing under scripted provider failures", () => {
   const primary = new FakeProvider({ apiKey: FAKE_KEY });
@@ -30,8 +31,9 @@ describe("LLM routing under scripted provider failures", () => {
       ],
       circuitBreaker: { failureThreshold: 3, cooldownMs: 60_000 },
     });
-    plane = await startTestControlPlane({ accessGate: testGate(() => plane), llm: { config, env: { FAKE_KEY } } });
-    agent = await joinTestAgent(plane, "router-agent");
+    plane = await startTestControlPlane({ llm: { config, env: { FAKE_KEY } } });
+    await usePolicy(plane, PROXY_ROLES);
+    agent = await joinTestAgent(plane, "router-agent", { roles: ["model-user"] });
     openai = openAiThroughProxy(plane, agent, await agent.jwtSvid());
   });
   afterAll(async () => {
