@@ -7,7 +7,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { fork } from "node:child_process";
 import * as x509lib from "@peculiar/x509";
+import { createPrivateKey } from "node:crypto";
 import { generateKeyAndCsr, joinWithToken, readCredentials } from "../src/agent/index.js";
+import { csrDigest, signRenewalProof } from "../src/identity/renewal-proof.js";
+import { pemDecodeAll } from "../src/identity/x509-util.js";
 import { readIdentityFile } from "../src/client/identity-file.js";
 import { MandateClient } from "../src/client/http-client.js";
 import { parseCsr, verifyCsr } from "../src/identity/index.js";
@@ -127,16 +130,50 @@ try {
   }
 
   // Another set of instances renews by proof of possession, as `mandate daemon` does by default.
-  const proofInstances = [];
-  for (let i = 0; i < CONCURRENCY; i++) {
-    const dir = join(dataDir, `proof-instance-${i}`);
-    const tokenClient = new MandateClient(plane.url, { caPem: admin.bundlePem, certPem: admin.certPem, keyPem: admin.keyPem });
-    const { token: t } = await tokenClient.request<{ token: string }>("POST", "/v1/agents/bench/tokens", {});
-    tokenClient.close();
-    await joinWithToken(dir, plane.url, t);
-    const c = (await readCredentials(dir))!;
-    proofInstances.push({ cert: c.svidPem, key: c.keyPem, generation: c.state.generation!, instance: c.state.instanceId, spiffeId: c.state.spiffeId, serial: c.state.serial.toLowerCase() });
-  }
+  const joinProofInstances = async (prefix: string) => {
+    const joined = [];
+    for (let i = 0; i < CONCURRENCY; i++) {
+      const dir = join(dataDir, `${prefix}-${i}`);
+      const tokenClient = new MandateClient(plane.url, { caPem: admin.bundlePem, certPem: admin.certPem, keyPem: admin.keyPem });
+      const { token: t } = await tokenClient.request<{ token: string }>("POST", "/v1/agents/bench/tokens", {});
+      tokenClient.close();
+      await joinWithToken(dir, plane.url, t);
+      const c = (await readCredentials(dir))!;
+      joined.push({ cert: c.svidPem, key: c.keyPem, generation: c.state.generation!, instance: c.state.instanceId, spiffeId: c.state.spiffeId, serial: c.state.serial.toLowerCase() });
+    }
+    return joined;
+  };
+  const proofInstances = await joinProofInstances("proof-instance");
+  const audience = `spiffe://${plane.context.authority.trustDomain}/mandate/server`;
+
+  // The same renewals without HTTP, TLS or the load generator: what the proof check and issuance cost by themselves.
+  console.log(`  in-process: the same proof renewals without HTTP (the proofs signed here too), ${SECONDS}s…`);
+  const inProcess = (await joinProofInstances("in-process-proof")).map((i) => ({ ...i, privateKey: createPrivateKey(i.key), leafDer: pemDecodeAll(i.cert)[0]! }));
+  const inProcessKeys = await Promise.all(Array.from({ length: SECONDS * 2500 }, () => generateKeyAndCsr()));
+  let nextKey = 0;
+  const inProcessCpu0 = process.cpuUsage();
+  const inProcessT0 = Date.now();
+  // Each identity renews in its own loop: two renewals of one instance at once would be a copied credential.
+  const inProcessDeadline = Date.now() + SECONDS * 1000;
+  let inProcessDone = 0;
+  await Promise.all(
+    inProcess.map(async (identity) => {
+      while (Date.now() < inProcessDeadline) {
+        const fresh = inProcessKeys[nextKey++ % inProcessKeys.length]!;
+        const proof = signRenewalProof(identity.privateKey, identity.leafDer, { aud: audience, sub: identity.spiffeId, iat: Math.floor(Date.now() / 1000), instance: identity.instance, generation: identity.generation, serial: identity.serial, csr: csrDigest(fresh.csrDer) });
+        const renewed = await plane.context.svids.renewWithProof({ csr: fresh.csrPem, proof });
+        identity.leafDer = renewed.svid.certDer;
+        identity.privateKey = fresh.privateKey;
+        identity.generation = renewed.svid.generation!;
+        identity.serial = renewed.svid.serialHex;
+        inProcessDone++;
+      }
+    }),
+  );
+  const inProcessProofRate = inProcessDone / ((Date.now() - inProcessT0) / 1000);
+  const inProcessCpu = process.cpuUsage(inProcessCpu0);
+  const inProcessProofCpuUs = (inProcessCpu.user + inProcessCpu.system) / (inProcessProofRate * ((Date.now() - inProcessT0) / 1000));
+  console.log(`  in-process proof renewal: ${inProcessProofRate.toFixed(0)}/s = ${(inProcessProofRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling; ${inProcessProofCpuUs.toFixed(0)} µs CPU per renewal (all threads, proof signing included)`);
   console.log(`X509-SVID renewal over the API by proof of possession: ${CONCURRENCY} agent instances over kept-alive TLS, each renewal with a fresh key and CSR and a proof by the current SVID, ${SECONDS}s…`);
   const proofElu0 = performance.eventLoopUtilization();
   const threads0 = await threadTicks();
@@ -150,7 +187,7 @@ try {
     concurrency: CONCURRENCY,
     durationMs: SECONDS * 1000,
     warmupMs: 1000,
-    proofRenewal: { identities: proofInstances, audience: `spiffe://${plane.context.authority.trustDomain}/mandate/server`, freshKeys: Math.ceil((SECONDS + 1) * Number(process.env.BENCH_FRESH_KEYS_PER_SECOND ?? 5000)) },
+    proofRenewal: { identities: proofInstances, audience, freshKeys: Math.ceil((SECONDS + 1) * Number(process.env.BENCH_FRESH_KEYS_PER_SECOND ?? 5000)) },
   });
   // Key generation in the load process happens before its clock starts, so only the last (1 + SECONDS) s are the load.
   const proofWindow = Math.min((Date.now() - proofT0) / 1000, SECONDS + 1);
@@ -245,6 +282,7 @@ try {
     ["X509-SVID renewal over the API by proof (kept-alive TLS, fresh key + CSR, durable record)", proofRenewal.perSecond.toFixed(0), `${issuanceRatio.toFixed(2)} of ceiling (target ≥ 0.30); p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms`],
     ["X509-SVID renewal over the API by mTLS (new connection each)", issuance.perSecond.toFixed(0), `${(issuance.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling; p50 ${issuance.p50.toFixed(1)} ms`],
     ["baseline: new mTLS connections to /healthz (handshake only)", handshakes.perSecond.toFixed(0), `${(issuance.perSecond / handshakes.perSecond).toFixed(2)} of that rate is what renewal reaches`],
+    ["  in-process: proof renewal (proof check + issuance + durable record, no HTTP)", inProcessProofRate.toFixed(0), `${(inProcessProofRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling; ${inProcessProofCpuUs.toFixed(0)} µs CPU each`],
     ["  in-process: CSR parse + verify, leaf build + sign", coreRate.toFixed(0), `${(coreRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling`],
     ["  in-process: the above + durable record + audit event", durableRate.toFixed(0), `${(durableRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling`],
     ["baseline: @peculiar/x509 leaf building alone", libraryRate.toFixed(0), `${(libraryRate / ceiling.issuancePerSecond).toFixed(3)} of ceiling`],
@@ -263,6 +301,8 @@ try {
     proofRenewalThreads: proofThreads,
     proofRenewalEventLoopBusy: proofLoopBusy,
     proofRenewalCpuPerRenewal: cpuPerRenewal,
+    inProcessProofRenewalPerSecond: inProcessProofRate,
+    inProcessProofRenewalCpuUs: inProcessProofCpuUs,
     issuanceRatio,
     mtlsRenewal: issuance,
     handshakes,

@@ -1,4 +1,4 @@
-import { createHmac, createPrivateKey, generateKeyPairSync, sign } from "node:crypto";
+import { X509Certificate, createHmac, createPrivateKey, generateKeyPairSync, sign } from "node:crypto";
 import { cp, rm } from "node:fs/promises";
 import { Agent, request } from "node:https";
 import type { TLSSocket } from "node:tls";
@@ -108,6 +108,10 @@ describe("renewal by proof of possession", () => {
         expect(reply.body.instanceId).toBe(creds.state.instanceId);
         expect(reply.body.generation).toBe(i + 2);
         expect(reply.body.serial).not.toBe(creds.state.serial);
+        // Signed by the intermediate it names (the leaf signature is made on the signature workers), for the new key.
+        const [leaf, intermediate] = pemDecodeAll(reply.body.svidPem).map((der) => new X509Certificate(der));
+        expect(leaf!.verify(intermediate!.publicKey)).toBe(true);
+        expect(leaf!.checkPrivateKey(createPrivateKey(keyPem))).toBe(true);
         creds = next(creds, reply, keyPem);
       }
     } finally {

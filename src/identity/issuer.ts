@@ -80,14 +80,18 @@ export class X509SvidIssuer {
     const notAfter = new Date(Math.min(t + input.ttlMs, signer.notAfter));
     const serial = randomSerial();
     const serialHex = serialToHex(serial);
-    const certDer = await signer.builder.buildX509Svid({
-      spiffeId: input.spiffeId,
-      spkiDer: input.csr.spkiDer,
-      keyAlgorithm: input.csr.keyAlgorithm,
-      serial,
-      notBefore,
-      notAfter,
-    });
+    const pool = this.verifierPool;
+    const certDer = await signer.builder.buildX509Svid(
+      {
+        spiffeId: input.spiffeId,
+        spkiDer: input.csr.spkiDer,
+        keyAlgorithm: input.csr.keyAlgorithm,
+        serial,
+        notBefore,
+        notAfter,
+      },
+      pool ? (tbs, privateKey) => pool.sign(signer.authorityId, privateKey, tbs) : undefined,
+    );
     const event = input.audit({ serialHex, notAfter, authorityId: signer.authorityId });
     let refused: MandateError | undefined;
     await this.store.writeDurably(async (tx) => {

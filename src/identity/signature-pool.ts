@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { MandateError } from "../errors/index.js";
@@ -5,13 +6,27 @@ import { MandateError } from "../errors/index.js";
 /**
  * Importing a public key from DER and verifying with it cost the event loop well over
  * 100 µs per CSR under load; in worker threads they run beside the event loop instead.
+ * Signing too: node's callback form of `crypto.sign` was measured doing an ECDSA P-256
+ * signature's whole cost on the calling thread, so leaves are signed here as well. A
+ * signing key is sent to a worker once (a KeyObject crosses threads by postMessage) and
+ * kept there under its authority id.
  * The worker is inline source so the same code runs from TypeScript (tests) and the build.
  */
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
-const { createPublicKey, verify } = require("node:crypto");
+const { createPublicKey, sign, verify } = require("node:crypto");
+const signingKeys = new Map();
 parentPort.on("message", (batch) => {
   const results = batch.map((job) => {
+    if (job.keyId !== undefined) {
+      try {
+        if (job.key) signingKeys.set(job.keyId, job.key);
+        const key = signingKeys.get(job.keyId);
+        return key ? sign("sha256", Buffer.from(job.data), key) : null;
+      } catch {
+        return null;
+      }
+    }
     try {
       const key = createPublicKey({ key: Buffer.from(job.spki), format: "der", type: "spki" });
       return verify(job.hash, Buffer.from(job.data), job.p1363 ? { key, dsaEncoding: "ieee-p1363" } : key, Buffer.from(job.signature));
@@ -23,34 +38,50 @@ parentPort.on("message", (batch) => {
 });
 `;
 
-interface Job {
+type Result = boolean | Uint8Array | null;
+
+interface VerifyMessage {
   hash: string | null;
   spki: Uint8Array;
   data: Uint8Array;
   signature: Uint8Array;
   /** ECDSA signature as r‖s (JWS) rather than DER (X.509, PKCS#10). */
   p1363: boolean;
-  resolve: (ok: boolean) => void;
+}
+
+interface SignMessage {
+  keyId: string;
+  /** Sent with the first job for this key on each worker only. */
+  key?: KeyObject;
+  data: Uint8Array;
+}
+
+interface Job {
+  message: VerifyMessage | SignMessage;
+  /** For sign jobs: the key, attached to the message when this worker has not seen it. */
+  signingKey?: KeyObject;
+  resolve: (result: Result) => void;
   reject: (error: unknown) => void;
 }
 
-class VerifierWorker {
+class CryptoWorker {
   private readonly worker: Worker;
   private inFlight: Job[] | undefined;
   private readonly queue: Job[] = [];
   private dispatchScheduled = false;
+  private readonly keysSent = new Set<string>();
 
   constructor() {
     this.worker = new Worker(WORKER_SOURCE, { eval: true });
     this.worker.unref();
-    this.worker.on("message", (results: boolean[]) => {
+    this.worker.on("message", (results: Result[]) => {
       const batch = this.inFlight ?? [];
       this.inFlight = undefined;
-      batch.forEach((job, i) => job.resolve(results[i] === true));
+      batch.forEach((job, i) => job.resolve(results[i] ?? null));
       this.dispatch();
     });
     this.worker.on("error", (error) => {
-      for (const job of [...(this.inFlight ?? []), ...this.queue.splice(0)]) job.reject(new MandateError("INTERNAL", "signature verification worker failed", { cause: error }));
+      for (const job of [...(this.inFlight ?? []), ...this.queue.splice(0)]) job.reject(new MandateError("INTERNAL", "signature worker failed", { cause: error }));
       this.inFlight = undefined;
     });
   }
@@ -75,7 +106,13 @@ class VerifierWorker {
   private dispatch(): void {
     if (this.inFlight || this.queue.length === 0) return;
     this.inFlight = this.queue.splice(0, 256);
-    this.worker.postMessage(this.inFlight.map(({ hash, spki, data, signature, p1363 }) => ({ hash, spki, data, signature, p1363 })));
+    const messages = this.inFlight.map((job) => {
+      if (!job.signingKey || !("keyId" in job.message)) return job.message;
+      if (this.keysSent.has(job.message.keyId)) return job.message;
+      this.keysSent.add(job.message.keyId);
+      return { ...job.message, key: job.signingKey };
+    });
+    this.worker.postMessage(messages);
   }
 
   terminate(): Promise<number> {
@@ -84,18 +121,29 @@ class VerifierWorker {
 }
 
 export class SignatureVerifierPool {
-  private readonly workers: VerifierWorker[];
+  private readonly workers: CryptoWorker[];
 
   constructor(size = Math.max(1, availableParallelism() - 1)) {
-    this.workers = Array.from({ length: size }, () => new VerifierWorker());
+    this.workers = Array.from({ length: size }, () => new CryptoWorker());
+  }
+
+  private submit(job: Omit<Job, "resolve" | "reject">): Promise<Result> {
+    return new Promise((resolve, reject) => {
+      const worker = this.workers.reduce((a, b) => (b.load < a.load ? b : a));
+      worker.submit({ ...job, resolve, reject });
+    });
   }
 
   /** Verifies `signature` over `data` with the key in `spkiDer` (DER SubjectPublicKeyInfo). */
-  verify(hash: string | null, spkiDer: Uint8Array, data: Uint8Array, signature: Uint8Array, options: { p1363?: boolean } = {}): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      const worker = this.workers.reduce((a, b) => (b.load < a.load ? b : a));
-      worker.submit({ hash, spki: spkiDer, data, signature, p1363: options.p1363 === true, resolve, reject });
-    });
+  async verify(hash: string | null, spkiDer: Uint8Array, data: Uint8Array, signature: Uint8Array, options: { p1363?: boolean } = {}): Promise<boolean> {
+    return (await this.submit({ message: { hash, spki: spkiDer, data, signature, p1363: options.p1363 === true } })) === true;
+  }
+
+  /** A SHA-256 signature (DER-encoded for ECDSA) by `privateKey`, which each worker keeps under `keyId` after its first use. */
+  async sign(keyId: string, privateKey: KeyObject, data: Uint8Array): Promise<Buffer> {
+    const result = await this.submit({ message: { keyId, data }, signingKey: privateKey });
+    if (!(result instanceof Uint8Array)) throw new MandateError("CA_UNAVAILABLE", "signing failed in the signature worker");
+    return Buffer.from(result.buffer, result.byteOffset, result.byteLength);
   }
 
   async close(): Promise<void> {

@@ -23,8 +23,11 @@ export interface X509SvidFields {
 export interface X509SvidBuilder {
   /** The TBSCertificate alone, for comparison against a reference encoder. */
   buildTbs(fields: X509SvidFields): Buffer;
-  /** A signed leaf, DER. The signature is computed on the libuv threadpool. */
-  buildX509Svid(fields: X509SvidFields): Promise<Buffer>;
+  /**
+   * A signed leaf, DER. `signTbs` signs with this issuer's key elsewhere (the issuer passes
+   * its signature workers); without it, node's callback form of `crypto.sign` is used.
+   */
+  buildX509Svid(fields: X509SvidFields, signTbs?: (tbs: Buffer, privateKey: KeyObject) => Promise<Buffer>): Promise<Buffer>;
 }
 
 // RFC 5280 §4.1.2.2: serials fit in 20 octets.
@@ -171,13 +174,15 @@ export function createX509SvidBuilder(issuer: { certDer: Buffer; privateKey: Key
 
   return {
     buildTbs,
-    async buildX509Svid(fields: X509SvidFields): Promise<Buffer> {
+    async buildX509Svid(fields: X509SvidFields, signTbs?: (tbs: Buffer, privateKey: KeyObject) => Promise<Buffer>): Promise<Buffer> {
       const tbs = buildTbs(fields);
-      const signature = await new Promise<Buffer>((resolve, reject) => {
-        sign("sha256", tbs, privateKey, (error, result) =>
-          error ? reject(new MandateError("CA_UNAVAILABLE", "signing the X509-SVID failed", { cause: error })) : resolve(result),
-        );
-      });
+      const signature = signTbs
+        ? await signTbs(tbs, privateKey)
+        : await new Promise<Buffer>((resolve, reject) => {
+            sign("sha256", tbs, privateKey, (error, result) =>
+              error ? reject(new MandateError("CA_UNAVAILABLE", "signing the X509-SVID failed", { cause: error })) : resolve(result),
+            );
+          });
       return sequence(tbs, ECDSA_WITH_SHA256, bitString(signature));
     },
   };
