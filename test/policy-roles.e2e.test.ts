@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -123,7 +124,11 @@ for (const backend of await availableBackends()) {
       expect(removed.code, removed.stderr).toBe(0);
       expect(plane.context.policy!.authorize(readLogs)).toMatchObject({ allow: false, deniedBy: "agent_roles" });
       const events = await cli("audit", "search", "--format", "jsonl");
-      const types = events.stdout.split("\n").filter(Boolean).map((line) => (JSON.parse(line) as { type: string }).type);
+      const parsed = events.stdout.split("\n").filter(Boolean).map((line) => JSON.parse(line) as { type: string; code: string; details?: { sha256?: Record<string, string> } });
+      const types = parsed.map((e) => e.type);
+      const firstApply = parsed.find((e) => e.type === "role.apply" && e.code === "OK" && e.details?.sha256?.["incident-reader"]);
+      expect(firstApply?.details?.sha256?.["incident-reader"]).toBe(createHash("sha256").update(READER).digest("hex"));
+      expect(parsed.some((e) => e.type === "role.apply" && e.code === "POLICY_INVALID")).toBe(true);
       expect(types).toEqual(expect.arrayContaining(["role.apply", "role.remove", "allowlist.add", "allowlist.remove"]));
     });
 

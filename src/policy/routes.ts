@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { isMandateError } from "../errors/index.js";
@@ -30,7 +31,8 @@ export function registerPolicyRoutes(app: FastifyInstance, ctx: ServerContext): 
         actor: { kind: "admin", spiffeId: caller.spiffeId },
         target: { roles: roles.map((r) => r.document.name) },
         outcome: { status: "ok" },
-        details: { ...result, revision: policy().revision() },
+        // what exactly was applied, verifiable against `mandate roles show NAME | sha256sum`
+        details: { ...result, revision: policy().revision(), sha256: Object.fromEntries(roles.map((r) => [r.document.name, createHash("sha256").update(r.source).digest("hex")])) },
       });
       return { ...result, revision: policy().revision() };
     } catch (error) {
