@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type pg from "pg";
 import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { RawPgClient, classGate, directClient, errorsIn, proxyClient, registerDatabase } from "./helpers/db.js";
+import { RawPgClient, applyDbRoles, directClient, errorsIn, proxyClient, registerDatabase } from "./helpers/db.js";
 import { cstring, frame, int32 } from "../src/db/protocol.js";
 import type { ControlPlane } from "../src/server/index.js";
 
@@ -94,9 +94,10 @@ beforeAll(async () => {
   await direct.connect();
   await direct.query(`DROP SCHEMA IF EXISTS ${S} CASCADE; CREATE SCHEMA ${S}; CREATE TABLE ${S}.victim (id int primary key); INSERT INTO ${S}.victim VALUES (1); CREATE SEQUENCE ${S}.seq; CREATE PROCEDURE ${S}.p() LANGUAGE sql AS 'DELETE FROM ${S}.victim'`);
   await direct.end();
-  plane = await startTestControlPlane({ accessGate: classGate(), db: { listen: "127.0.0.1:0" } });
+  plane = await startTestControlPlane({ db: { listen: "127.0.0.1:0" } });
+  await applyDbRoles(plane);
   await registerDatabase(plane, "orders");
-  reader = await joinTestAgent(plane, "reader-bypass");
+  reader = await joinTestAgent(plane, "reader-bypass", { roles: ["db-reader"] });
   client = proxyClient(plane, reader, "orders");
   await client.connect();
 }, 60_000);

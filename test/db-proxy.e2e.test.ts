@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { classGate, directClient, proxyClient, proxyConnString, psql, registerDatabase } from "./helpers/db.js";
+import { applyDbRoles, directClient, proxyClient, proxyConnString, psql, registerDatabase } from "./helpers/db.js";
 import type { ControlPlane } from "../src/server/index.js";
 
 let plane: ControlPlane;
@@ -14,10 +14,11 @@ beforeAll(async () => {
   await direct.connect();
   await direct.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.orders (id int primary key, item text); INSERT INTO ${schema}.orders VALUES (1, 'apple'), (2, 'pear'); CREATE TABLE ${schema}.victim (id int)`);
   await direct.end();
-  plane = await startTestControlPlane({ accessGate: classGate(), db: { listen: "127.0.0.1:0" } });
+  plane = await startTestControlPlane({ db: { listen: "127.0.0.1:0" } });
+  await applyDbRoles(plane);
   await registerDatabase(plane, "orders");
-  reader = await joinTestAgent(plane, "reader-1");
-  admin = await joinTestAgent(plane, "admin-1");
+  reader = await joinTestAgent(plane, "reader-1", { roles: ["db-reader"] });
+  admin = await joinTestAgent(plane, "admin-1", { roles: ["db-admin"] });
 }, 60_000);
 
 afterAll(async () => {
@@ -38,6 +39,8 @@ describe("psql through the proxy", () => {
   test("a read-only agent cannot DROP TABLE; the session stays usable", async () => {
     const r = await psql(proxyConnString(plane, reader, "orders"), `DROP TABLE ${schema}.victim`, ["-c", "SELECT 42"]);
     expect(r.stderr).toContain("permission denied by Mandate");
+    // The message names what the role refused.
+    expect(r.stderr).toMatch(/db:orders\/ddl/);
     expect(r.stdout).toBe("42");
   });
 
@@ -73,7 +76,7 @@ describe("audit", () => {
     const read = events.find((e) => e.details?.statement === `SELECT item FROM ${schema}.orders` && e.code === "OK");
     expect(read).toMatchObject({
       target: { database: "orders", dbUser: "postgres" },
-      decision: { allow: true, reasons: ["allowed by role db-reader"] },
+      decision: { allow: true },
       details: { statements: ["select"], tables: [`${schema}.orders`], rows: 2, protocol: "simple" },
       outcome: { status: "ok" },
       actor: { kind: "agent", agent: "reader-1" },

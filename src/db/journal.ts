@@ -1,4 +1,5 @@
-import { mkdir, open, readdir, readFile, unlink, type FileHandle } from "node:fs/promises";
+import { closeSync, fdatasync, fdatasyncSync, openSync, writeSync } from "node:fs";
+import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { AuditEventInput, AuditLog } from "../audit/index.js";
 
@@ -27,41 +28,63 @@ const SEGMENT_BYTES = 8 * 1024 * 1024;
 const SEGMENT_PATTERN = /^journal-(\d+)\.log$/;
 
 export class DbAuditJournal {
-  private handle: FileHandle | undefined;
+  private fd: number | undefined;
+  private dirty = false;
+  private syncing = false;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private syncWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private segment = 0;
   private segmentBytes = 0;
   private readonly unfolded = new Map<number, number>();
   private readonly inFlight = new Map<string, Pending>();
-  private writeQueue: { bytes: Buffer; resolve: () => void; reject: (error: unknown) => void }[] = [];
-  private writing = false;
   private foldQueue: { event: AuditEventInput; segment: number }[] = [];
   private folding: Promise<void> | undefined;
   private foldScheduled = false;
   private closed = false;
   /** statements made durable in the journal and folded into the audit log (metrics, tests) */
-  readonly stats = { intents: 0, batches: 0, folded: 0 };
+  readonly stats = { intents: 0, durableIntents: 0, batches: 0, folded: 0 };
 
   private constructor(
     private readonly dir: string,
     private readonly audit: AuditLog,
     private readonly onError: (error: unknown) => void,
+    private readonly backgroundSyncMs: number,
+    private readonly foldLingerMs: number,
   ) {}
 
-  static async open(dir: string, audit: AuditLog, onError: (error: unknown) => void): Promise<DbAuditJournal> {
-    const journal = new DbAuditJournal(dir, audit, onError);
+  static async open(dir: string, audit: AuditLog, onError: (error: unknown) => void, options: { backgroundSyncMs?: number; foldLingerMs?: number } = {}): Promise<DbAuditJournal> {
+    const journal = new DbAuditJournal(dir, audit, onError, options.backgroundSyncMs ?? 5, options.foldLingerMs ?? 50);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await journal.recover();
-    journal.handle = await open(join(dir, `journal-${journal.segment}.log`), "a", 0o600);
+    journal.fd = openSync(join(dir, `journal-${journal.segment}.log`), "a", 0o600);
     return journal;
   }
 
-  /** Resolves once the intent is durable; the caller acts only after that. */
-  intent(id: string, event: AuditEventInput): Promise<void> {
+  /**
+   * Writes the intent before the statement may go upstream. `durable`: resolves only once
+   * an fdatasync covers it (statements that change anything); otherwise the record is in
+   * the journal file at once (a crash of the proxy cannot lose it) and reaches the disk
+   * with the next group sync, within `backgroundSyncMs`.
+   */
+  intent(id: string, event: AuditEventInput, durable = true): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit journal is closed"));
+    try {
+      this.append({ t: "i", id, e: event });
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.inFlight.set(id, { event, segment: this.segment });
     this.count(this.segment, 1);
     this.stats.intents++;
-    return this.write({ t: "i", id, e: event });
+    if (!durable) {
+      this.scheduleSync();
+      return Promise.resolve();
+    }
+    this.stats.durableIntents++;
+    return new Promise((resolve, reject) => {
+      this.syncWaiters.push({ resolve, reject });
+      this.kickSync();
+    });
   }
 
   /** Records the outcome and queues the completed statement for the audit log. */
@@ -70,14 +93,14 @@ export class DbAuditJournal {
     if (!pending) return;
     this.inFlight.delete(id);
     const event = merge(pending.event, result);
-    void this.write({ t: "o", id, r: result }).catch(this.onError);
+    this.appendQuietly({ t: "o", id, r: result });
     this.queueFold(event, pending.segment);
   }
 
   /** A record with nothing to wait for (a refused statement, a connection): the attempt is evidence. */
   record(event: AuditEventInput): void {
     this.count(this.segment, 1);
-    void this.write({ t: "r", e: event }).catch(this.onError);
+    this.appendQuietly({ t: "r", e: event });
     this.queueFold(event, this.segment);
   }
 
@@ -85,45 +108,63 @@ export class DbAuditJournal {
     this.unfolded.set(segment, (this.unfolded.get(segment) ?? 0) + delta);
   }
 
-  private write(record: unknown): Promise<void> {
+  private append(record: unknown): void {
+    if (this.fd === undefined) throw new Error("the audit journal is closed");
     const bytes = Buffer.from(`${JSON.stringify(record)}\n`);
-    return new Promise((resolve, reject) => {
-      this.writeQueue.push({ bytes, resolve, reject });
-      if (!this.writing) void this.drainWrites();
-    });
+    let written = 0;
+    while (written < bytes.length) written += writeSync(this.fd, bytes, written);
+    this.segmentBytes += bytes.length;
+    this.dirty = true;
   }
 
-  /** One write and one fdatasync for everything queued while the previous batch was syncing. */
-  private async drainWrites(): Promise<void> {
-    this.writing = true;
+  private appendQuietly(record: unknown): void {
     try {
-      while (this.writeQueue.length > 0) {
-        const batch = this.writeQueue;
-        this.writeQueue = [];
-        try {
-          const bytes = Buffer.concat(batch.map((b) => b.bytes));
-          await this.handle!.write(bytes);
-          await this.handle!.datasync();
-          this.segmentBytes += bytes.length;
-          this.stats.batches++;
-          for (const item of batch) item.resolve();
-        } catch (error) {
-          for (const item of batch) item.reject(error);
-        }
-        if (this.segmentBytes > SEGMENT_BYTES) await this.rotate();
-      }
-    } finally {
-      this.writing = false;
+      this.append(record);
+      this.scheduleSync();
+    } catch (error) {
+      this.onError(error);
     }
   }
 
-  private async rotate(): Promise<void> {
+  private scheduleSync(): void {
+    if (this.syncTimer || this.closed) return;
+    this.syncTimer = setTimeout(() => {
+      this.syncTimer = undefined;
+      this.kickSync();
+    }, this.backgroundSyncMs);
+    this.syncTimer.unref();
+  }
+
+  /** One fdatasync for every record written before it started; callers who came during it wait for the next. */
+  private kickSync(): void {
+    if (this.syncing || this.fd === undefined) return;
+    if (!this.dirty && this.syncWaiters.length === 0) return;
+    this.syncing = true;
+    this.dirty = false;
+    const waiters = this.syncWaiters;
+    this.syncWaiters = [];
+    fdatasync(this.fd, (error) => {
+      this.syncing = false;
+      this.stats.batches++;
+      for (const w of waiters) {
+        if (error) w.reject(error);
+        else w.resolve();
+      }
+      if (this.segmentBytes > SEGMENT_BYTES) this.rotate();
+      if (this.syncWaiters.length > 0) this.kickSync();
+      else if (this.dirty) this.scheduleSync();
+    });
+  }
+
+  private rotate(): void {
     const old = this.segment;
-    await this.handle!.close();
+    if (this.fd === undefined) return;
+    fdatasyncSync(this.fd);
+    closeSync(this.fd);
     this.segment++;
     this.segmentBytes = 0;
-    this.handle = await open(join(this.dir, `journal-${this.segment}.log`), "a", 0o600);
-    await this.maybeDelete(old);
+    this.fd = openSync(join(this.dir, `journal-${this.segment}.log`), "a", 0o600);
+    void this.maybeDelete(old);
   }
 
   private async maybeDelete(segment: number): Promise<void> {
@@ -136,7 +177,8 @@ export class DbAuditJournal {
     this.foldQueue.push({ event, segment });
     if (!this.foldScheduled) {
       this.foldScheduled = true;
-      setImmediate(() => void this.fold());
+      // Lingers so one event can carry a connection's statements of the last few ms.
+      setTimeout(() => void this.fold(), this.foldLingerMs).unref();
     }
   }
 
@@ -147,7 +189,7 @@ export class DbAuditJournal {
     const batch = this.foldQueue.splice(0, 2000);
     if (batch.length === 0) return;
     this.folding = (async () => {
-      const results = await Promise.allSettled(batch.map((item) => this.audit.append(item.event)));
+      const results = await Promise.allSettled(foldEvents(batch.map((item) => item.event)).map((event) => this.audit.append(event)));
       const failed = results.filter((r) => r.status === "rejected");
       if (failed.length > 0) {
         // Kept in the journal (not counted as folded): the next start folds them again.
@@ -169,13 +211,14 @@ export class DbAuditJournal {
     }
     if (this.foldQueue.length > 0 && !this.foldScheduled) {
       this.foldScheduled = true;
-      setImmediate(() => void this.fold());
+      // Lingers so one event can carry a connection's statements of the last few ms.
+      setTimeout(() => void this.fold(), this.foldLingerMs).unref();
     }
   }
 
   /** Waits until every completed statement so far is in the audit log (tests, shutdown). */
   async flush(): Promise<void> {
-    while (this.writing || this.foldQueue.length > 0 || this.folding || this.foldScheduled) {
+    while (this.foldQueue.length > 0 || this.folding || this.foldScheduled) {
       if (this.folding) await this.folding;
       else await new Promise((r) => setImmediate(r));
     }
@@ -186,8 +229,13 @@ export class DbAuditJournal {
     for (const id of [...this.inFlight.keys()]) this.complete(id, unfinished("the proxy stopped before the statement finished"));
     await this.flush();
     this.closed = true;
-    await this.handle?.close();
-    this.handle = undefined;
+    if (this.syncTimer) clearTimeout(this.syncTimer);
+    while (this.syncing) await new Promise((r) => setTimeout(r, 1));
+    if (this.fd !== undefined) {
+      fdatasyncSync(this.fd);
+      closeSync(this.fd);
+    }
+    this.fd = undefined;
     if ((this.unfolded.get(this.segment) ?? 0) === 0) await unlink(join(this.dir, `journal-${this.segment}.log`)).catch(() => undefined);
   }
 
@@ -233,4 +281,45 @@ function unfinished(message: string): JournalOutcome {
 
 function merge(intent: AuditEventInput, result: JournalOutcome): AuditEventInput {
   return { ...intent, code: result.code, outcome: result.outcome, details: { ...intent.details, ...result.details } };
+}
+
+/**
+ * Statements that ran, from one connection, folded together into one `db.query.batch`
+ * event (each statement's record in `details.queries`, in order): the hash chain covers
+ * every statement, and the audit log's per-event cost is paid per batch, not per
+ * statement. Refusals and connection records stay events of their own.
+ */
+export function foldEvents(events: AuditEventInput[]): AuditEventInput[] {
+  const out: AuditEventInput[] = [];
+  const bySession = new Map<string, AuditEventInput[]>();
+  for (const event of events) {
+    const session = event.correlation?.session;
+    if (event.type !== "db.query" || event.decision?.allow === false || !session) {
+      out.push(event);
+      continue;
+    }
+    let group = bySession.get(session);
+    if (!group) bySession.set(session, (group = []));
+    group.push(event);
+  }
+  for (const group of bySession.values()) {
+    if (group.length === 1) {
+      out.push(group[0]!);
+      continue;
+    }
+    const first = group[0]!;
+    const failed = group.filter((e) => e.outcome.status === "error").length;
+    out.push({
+      type: "db.query.batch",
+      code: failed ? "PARTIAL" : "OK",
+      actor: first.actor,
+      ...(first.delegation ? { delegation: first.delegation } : {}),
+      ...(first.correlation ? { correlation: first.correlation } : {}),
+      ...(first.target ? { target: first.target } : {}),
+      ...(first.decision ? { decision: first.decision } : {}),
+      outcome: { status: failed ? "error" : "ok", ...(failed ? { message: `${failed} of ${group.length} statements failed` } : {}) },
+      details: { count: group.length, queries: group.map((e) => ({ ...e.details, code: e.code, outcome: e.outcome, ...(e.decision ? { reasons: e.decision.reasons } : {}) })) },
+    });
+  }
+  return out;
 }

@@ -23,6 +23,8 @@ export interface DbServiceOptions {
   tlsOptions: () => Pick<SecureContextOptions, "key" | "cert" | "ca">;
   verifyPeer: (socket: TLSSocket) => AuthenticatedCaller;
   keepLiterals?: boolean;
+  /** see docs/decisions: "writes" (default) or "all" */
+  auditDurability?: "all" | "writes";
   decisionTtlMs?: number;
   env?: NodeJS.ProcessEnv;
   now: () => number;
@@ -52,7 +54,7 @@ export class DbService {
         port: options.listen.port,
         tlsOptions: options.tlsOptions,
         verifyPeer: options.verifyPeer,
-        deps: { registry, gate: options.gate, journal, locks: options.locks, cache, keepLiterals: options.keepLiterals ?? false, decisionTtlMs: options.decisionTtlMs ?? 1000, now: options.now },
+        deps: { registry, gate: options.gate, journal, locks: options.locks, cache, keepLiterals: options.keepLiterals ?? false, auditDurability: options.auditDurability ?? "writes", decisionTtlMs: options.decisionTtlMs ?? 1000, now: options.now },
       });
       try {
         port = await listener.start();

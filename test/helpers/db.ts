@@ -175,3 +175,32 @@ export function errorsIn(messages: { type: string; body: Buffer }[]): { code: st
       return { code: fields.get("C") ?? "", message: fields.get("M") ?? "" };
     });
 }
+
+/** The roles the database tests use, applied through the real CLI: a reader and an administrator. */
+export const DB_ROLES = `kind: role
+name: db-reader
+description: reads the orders database as postgres; no writes, no functions with side effects
+allow:
+  db:
+    - databases: [orders]
+      users: [postgres]
+      statements: [select, session, transaction]
+---
+kind: role
+name: db-admin
+description: anything on any registered database
+allow:
+  db:
+    - databases: ["*"]
+      users: ["*"]
+`;
+
+export async function applyDbRoles(plane: ControlPlane): Promise<void> {
+  const { writeFile, mkdtemp } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const file = join(await mkdtemp(join(tmpdir(), "mandate-roles-")), "db-roles.yaml");
+  await writeFile(file, DB_ROLES);
+  const { mandate } = await import("./cli.js");
+  const applied = await mandate("roles", "apply", "-f", file, "--data-dir", plane.dataDir);
+  if (applied.code !== 0) throw new Error(`roles apply failed: ${applied.stderr}`);
+}

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { MandateError } from "../../errors/index.js";
 import { DEFAULT_DB_LISTEN } from "../../db/index.js";
 import { startControlPlane } from "../../server/index.js";
 import { defaultDataDir } from "../admin-client.js";
@@ -26,6 +27,7 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--redis <url>", "redis://host:6379 shared by replicas for LLM rate limits and budgets (default: in memory)")
     .option("--db-listen <host:port|off>", "the database proxy's PostgreSQL listener (default 127.0.0.1:7432; off to disable)")
     .option("--db-keep-literals", "keep literal values in audited SQL (default: replaced by $n)")
+    .option("--db-audit-durability <mode>", "writes: reads are journaled before they run and synced within 5 ms, anything else waits for fdatasync (default); all: every statement waits for fdatasync")
     .option("--audit-hash-fields <paths>", "comma-separated event fields stored as keyed HMACs, e.g. details.prompt (check a value with `mandate audit hash`)")
     .addHelpText(
       "after",
@@ -58,7 +60,7 @@ Examples:
         auditWebhook: opts.auditWebhook as string | undefined,
         auditHashedFields: ((opts.auditHashFields as string | undefined) ?? "").split(",").map((f) => f.trim()).filter(Boolean),
         llm: { configPath: opts.llmConfig as string | undefined, redis: (opts.redis as string | undefined) ?? process.env.MANDATE_REDIS },
-        db: { listen: (opts.dbListen as string | undefined) ?? DEFAULT_DB_LISTEN, optional: opts.dbListen === undefined, keepLiterals: Boolean(opts.dbKeepLiterals) },
+        db: { listen: (opts.dbListen as string | undefined) ?? DEFAULT_DB_LISTEN, optional: opts.dbListen === undefined, keepLiterals: Boolean(opts.dbKeepLiterals), auditDurability: parseDurability(opts.dbAuditDurability as string | undefined) },
       });
       context.setRunning(() => plane.close());
       const { authority, store } = plane.context;
@@ -82,4 +84,9 @@ Examples:
         ].join("\n"),
       );
     });
+}
+
+function parseDurability(value: string | undefined): "all" | "writes" | undefined {
+  if (value === undefined || value === "all" || value === "writes") return value;
+  throw new MandateError("INVALID_ARGUMENT", `--db-audit-durability must be writes or all, not ${JSON.stringify(value)}`);
 }

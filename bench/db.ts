@@ -1,0 +1,119 @@
+import { execFile, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { readCredentials } from "../src/agent/index.js";
+import { runCli } from "../src/cli/index.js";
+import { startControlPlane } from "../src/server/index.js";
+
+/**
+ * Database proxy overhead, in one run on one machine: `pgbench -S` (select-only, simple
+ * protocol) against the same PostgreSQL server directly and through Mandate (TLS with a
+ * real agent X509-SVID, every statement parsed with libpg-query, authorized by the real
+ * policy engine against a role applied with `mandate roles apply`, and audited through
+ * the write-ahead journal into the hash-chained audit log). Bounded: BENCH_SECONDS (20)
+ * per side, BENCH_DB_CLIENTS (16) connections.
+ */
+const seconds = Number(process.env.BENCH_SECONDS ?? 20);
+const clients = Number(process.env.BENCH_DB_CLIENTS ?? 16);
+const host = process.env.BENCH_PGHOST ?? "127.0.0.1";
+const port = Number(process.env.BENCH_PGPORT ?? 5432);
+const benchDb = "mandate_bench";
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: (seconds + 120) * 1000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(" ")}: ${stderr || error.message}`));
+      else resolve(stdout + stderr);
+    });
+  });
+}
+
+interface PgbenchResult {
+  tps: number;
+  transactions: number;
+  failed: number;
+  p50: number;
+  p99: number;
+}
+
+/** pgbench with a per-transaction log, so percentiles come from every transaction. */
+async function pgbench(conn: string, env: NodeJS.ProcessEnv): Promise<PgbenchResult> {
+  const dir = await mkdtemp(join(tmpdir(), "pgbench-"));
+  try {
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn("pgbench", ["-S", "-n", "-c", String(clients), "-j", "2", "-T", String(seconds), "-l", "--log-prefix", join(dir, "log"), conn], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      child.stdout.on("data", (c: Buffer) => (text += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (text += c.toString()));
+      child.once("exit", (code) => (code === 0 ? resolve(text) : reject(new Error(`pgbench exited ${code}: ${text}`))));
+    });
+    const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0);
+    const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? 0);
+    const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0);
+    const { readdir, readFile } = await import("node:fs/promises");
+    const latencies: number[] = [];
+    for (const file of await readdir(dir)) {
+      for (const line of (await readFile(join(dir, file), "utf8")).split("\n")) {
+        const fields = line.split(" ");
+        if (fields.length >= 3) latencies.push(Number(fields[2]) / 1000);
+      }
+    }
+    latencies.sort((a, b) => a - b);
+    const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+    return { tps, transactions, failed, p50: at(0.5), p99: at(0.99) };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function prepareDatabase(): Promise<void> {
+  const admin = new pg.Client({ host, port, user: "postgres", database: "test" });
+  await admin.connect();
+  const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [benchDb]);
+  if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${benchDb}`);
+  await admin.end();
+  await run("pgbench", ["-i", "-s", "1", "-q", "-h", host, "-p", String(port), "-U", "postgres", benchDb]);
+}
+
+async function main(): Promise<void> {
+  await prepareDatabase();
+  const dataDir = await mkdtemp(join(tmpdir(), "mandate-bench-db-"));
+  const plane = await startControlPlane({ dataDir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, db: { listen: "127.0.0.1:0" } });
+  const quiet = { out: () => undefined, err: (t: string) => process.stderr.write(t) };
+  try {
+    const rolesFile = join(dataDir, "roles.yaml");
+    await writeFile(rolesFile, "kind: role\nname: bench-reader\nallow:\n  db:\n    - databases: [bench]\n      users: [postgres]\n      statements: [select, session, transaction]\n");
+    await runCli(["node", "mandate", "roles", "apply", "-f", rolesFile, "--data-dir", dataDir], quiet);
+    await runCli(["node", "mandate", "db", "add", "bench", "--uri", `postgres://postgres@${host}:${port}/${benchDb}?sslmode=disable`, "--data-dir", dataDir], quiet);
+    const out: string[] = [];
+    await runCli(["node", "mandate", "agents", "add", "bench-agent", "--role", "bench-reader", "--data-dir", dataDir, "--format", "json"], { out: (t) => out.push(t), err: quiet.err });
+    const creds = join(dataDir, "agent-creds");
+    await runCli(["node", "mandate", "daemon", "--auth-server", plane.url, "--join-token", JSON.parse(out.join("")).token, "--out", creds, "--oneshot"], quiet);
+    if (!(await readCredentials(creds))) throw new Error("the bench agent did not join");
+    const proxyPort = plane.context.db!.port!;
+    const direct = await pgbench(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=disable`, {});
+    const proxied = await pgbench(`host=127.0.0.1 port=${proxyPort} user=postgres dbname=bench sslmode=require sslcert=${join(creds, "svid.pem")} sslkey=${join(creds, "svid_key.pem")}`, {});
+    await plane.context.db!.journal.flush();
+    const stats = plane.context.db!.journal.stats;
+    const result = {
+      when: new Date().toISOString(),
+      seconds,
+      clients,
+      direct,
+      mandate: proxied,
+      throughputRatio: Math.round((proxied.tps / direct.tps) * 1000) / 1000,
+      addedLatencyMs: { p50: Math.round((proxied.p50 - direct.p50) * 1000) / 1000, p99: Math.round((proxied.p99 - direct.p99) * 1000) / 1000 },
+      audit: { intents: stats.intents, journalFsyncs: stats.batches, statementsPerFsync: Math.round((stats.intents / Math.max(1, stats.batches)) * 10) / 10, folded: stats.folded },
+      classification: { cacheHits: plane.context.db!.cache.hits, cacheMisses: plane.context.db!.cache.misses },
+    };
+    console.log(JSON.stringify(result, null, 2));
+    console.log(`\npgbench -S -c ${clients} -T ${seconds}: direct ${direct.tps.toFixed(0)} tps, Mandate ${proxied.tps.toFixed(0)} tps → ratio ${result.throughputRatio} (target ≥ 0.60); added latency p50 ${result.addedLatencyMs.p50} ms, p99 ${result.addedLatencyMs.p99} ms; failed transactions: direct ${direct.failed}, Mandate ${proxied.failed}`);
+  } finally {
+    await plane.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
