@@ -323,6 +323,8 @@ describe("approvals through the gate", () => {
     const passed = await ask({ deployment: "checkout" });
     expect(passed).toMatchObject({ allow: true, accessRequest: { id, status: "approved" } });
     expect(passed.reasons[0]).toMatch(/approved by user:alice for this one call/);
+    // Kept, so no proxy caches a decision that spent a single-use approval.
+    expect(passed.obligations).toContainEqual(expect.objectContaining({ kind: "approval_required" }));
     const after = await ask({ deployment: "checkout" });
     expect(after.allow).toBe(false);
     expect(after.accessRequest!.id).not.toBe(id);

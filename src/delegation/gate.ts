@@ -83,7 +83,8 @@ async function approvalStep(
   delegation: VerifiedDelegation | undefined,
   now: () => number,
 ): Promise<GateDecision> {
-  const args = request.resource.kind === "mcp" && request.context && "args" in request.context ? request.context.args : undefined;
+  // An approval covers one call exactly: a tool's arguments, a database statement's (redacted) text.
+  const args = request.resource.kind === "mcp" && request.context && "args" in request.context ? request.context.args : request.resource.kind === "db" ? request.context?.statement : undefined;
   const key = {
     requester: { kind: principal.kind, name: principal.name },
     delegationId: delegation?.summary.id ?? null,
@@ -110,7 +111,7 @@ async function approvalStep(
       allow: true,
       deniedBy: undefined,
       reasons: [`allowed: access request ${approved.id} approved by ${approved.decidedBy} ${how}`, ...base.reasons],
-      obligations: base.obligations.filter((ob) => ob.kind !== "approval_required"),
+      // The approval obligation stays on the allow, so no proxy caches a decision that spent an approval.
       accessRequest: { id: approved.id, status: "approved" },
     };
   }
