@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createPolicyEngine } from "./create.js";
-import { globCovers } from "./glob.js";
+import { globCovers, matchesGlob } from "./glob.js";
 import { accessRequest, agent, delegation, link, mcp, scope, T0, user } from "./testing.js";
 import type { AccessRequest, DelegationScope } from "./types.js";
 
@@ -54,6 +54,25 @@ describe("intersection properties", () => {
         if (!before.allow) expect(after.allow).toBe(false);
         // and never removes an approval requirement into a plain allow either
         if (before.deniedBy === "approval") expect(after.allow).toBe(false);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("deny wins: a deny that matches the request refuses it, whatever else allows", () => {
+    fc.assert(
+      fc.property(roleParts, scopeArb, requestArb, patternArb, toolGlobArb, fc.constantFrom("scope", "agent", "user", "runtime"), ([aa, ad, ua, ud], s, r, extraPattern, extraTool, where) => {
+        const subject = `mcp:${r[0]}/${r[1]}`;
+        const applies = where === "scope" || where === "runtime" ? matchesGlob(extraPattern, subject) : matchesGlob(extraTool, r[1]);
+        fc.pre(applies);
+        const wide: DelegationScope = { ...s, allow: ["**"] };
+        const engine =
+          where === "runtime"
+            ? createPolicyEngine({ roles: roles(["*", ...aa], ad, ["*", ...ua], ud), runtime: { allow: [], deny: [extraPattern] } })
+            : createPolicyEngine({ roles: roles(["*", ...aa], where === "agent" ? [...ad, extraTool] : ad, ["*", ...ua], where === "user" ? [...ud, extraTool] : ud) });
+        const decision = engine.authorize(request(where === "scope" ? { ...wide, deny: [...s.deny, extraPattern] } : wide, r));
+        expect(decision.allow).toBe(false);
+        expect(decision.deniedBy).not.toBe("approval");
       }),
       { numRuns: 300 },
     );
