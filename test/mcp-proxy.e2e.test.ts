@@ -9,31 +9,57 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
+import { PROXY_ROLES, type TestDelegation, delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { tempDir } from "./helpers/backends.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { EVERYTHING_BIN, FILESYSTEM_BIN, TestGate, eventually, fetchWithTls } from "./helpers/mcp.js";
+import { EVERYTHING_BIN, FILESYSTEM_BIN, eventually, fetchWithTls } from "./helpers/mcp.js";
+import { addTestUser } from "./helpers/users.js";
 
 const exec = promisify(execFile);
 const MANDATE_BIN = fileURLToPath(new URL("../bin/mandate.js", import.meta.url));
 const INSPECTOR_CLI = fileURLToPath(new URL("../node_modules/@modelcontextprotocol/inspector/cli/build/cli.js", import.meta.url));
+const TASK = "mcp-proxy-e2e";
+
+/**
+ * The agent's role: the everything server only as long as it is labelled env=test (so the
+ * proxy must hand the server's labels to the gate), the fs server; never get-env or
+ * write_file, nor get-sum of 13 (so the proxy must hand the call's arguments to the gate).
+ */
+const ROLES = `${PROXY_ROLES}
+---
+kind: role
+name: mcp-e2e
+allow:
+  mcp:
+    - servers: [everything]
+      labels: "env=test"
+    - servers: [fs]
+deny:
+  mcp:
+    - servers: [everything]
+      tools: [get-env]
+    - servers: [fs]
+      tools: [write_file]
+    - servers: [everything]
+      tools: [get-sum]
+      conditions: 'context has args && context.args has a && context.args.a == 13'
+`;
 
 describe("MCP proxy on the control plane's HTTPS listener, with real SVIDs", () => {
   let plane: ControlPlane;
   let agent: TestAgent;
-  let gate: TestGate;
+  let delegation: TestDelegation;
   let files: string;
   let direct: Client;
 
   beforeAll(async () => {
     plane = await startTestControlPlane();
-    // The access layer lands separately; until then a test gate stands in for it on the context.
-    gate = new TestGate();
-    gate.deny.add("mcp:everything/get-env");
-    gate.deny.add("mcp:fs/write_file");
-    plane.context.access = gate;
-    agent = await joinTestAgent(plane, "deploy-auditor");
+    await usePolicy(plane, ROLES);
+    await addTestUser(plane.dataDir, "alice", ["delegator"]);
+    agent = await joinTestAgent(plane, "deploy-auditor", { roles: ["mcp-e2e"] });
+    delegation = await delegateTo(plane, agent, { task: TASK, allow: ["mcp:everything/*"] });
     files = await tempDir("mandate-fs-");
     await mkdir(join(files, "docs"));
     await writeFile(join(files, "docs", "runbook.md"), "# Runbook\nrestart the checkout pods\n");
@@ -58,7 +84,7 @@ describe("MCP proxy on the control plane's HTTPS listener, with real SVIDs", () 
 
   it("a JWT-SVID bearer plus delegation token: filtered tools, results identical to a direct connection, every call audited", async () => {
     const jwt = await agent.jwtSvid();
-    const transport = new StreamableHTTPClientTransport(new URL(`${plane.url}/mcp/everything`), { fetch: fetchWithTls({ ca: agent.credentials.bundlePem }), requestInit: { headers: { authorization: `Bearer ${jwt}`, "x-mandate-delegation": "delegation-token-under-test" } } });
+    const transport = new StreamableHTTPClientTransport(new URL(`${plane.url}/mcp/everything`), { fetch: fetchWithTls({ ca: agent.credentials.bundlePem }), requestInit: { headers: { authorization: `Bearer ${jwt}`, "x-mandate-delegation": delegation.token } } });
     const client = new Client({ name: "agent", version: "1" });
     await client.connect(transport);
     try {
@@ -66,12 +92,9 @@ describe("MCP proxy on the control plane's HTTPS listener, with real SVIDs", () 
       expect(tools.tools).toEqual((await direct.listTools()).tools.filter((t) => t.name !== "get-env"));
       const call = { name: "get-sum", arguments: { a: 40, b: 2 } };
       expect(await client.callTool(call)).toEqual(await direct.callTool(call));
-      await expect(client.callTool({ name: "get-env", arguments: {} })).rejects.toThrow(/denied by Mandate/);
-      const asked = gate.requests.find((r) => r.action === "mcp.tools/call" && r.resource.kind === "mcp" && r.resource.name === "get-sum")!;
-      expect(asked.caller).toMatchObject({ spiffeId: agent.spiffeId, agent: "deploy-auditor", via: "jwt-svid" });
-      expect(asked.delegationToken).toBe("delegation-token-under-test");
-      expect(asked.resource).toMatchObject({ labels: { env: "test" } });
-      expect(asked.context).toEqual({ args: { a: 40, b: 2 } });
+      await expect(client.callTool({ name: "get-env", arguments: {} })).rejects.toThrow(/denied by Mandate: denied: role mcp-e2e of agent deploy-auditor denies mcp:everything\/get-env/);
+      // The arguments reach the decision: the role's condition on them denies this call and no other.
+      await expect(client.callTool({ name: "get-sum", arguments: { a: 13, b: 2 } })).rejects.toThrow(/role mcp-e2e of agent deploy-auditor denies mcp:everything\/get-sum \(deny\.mcp\[2\]/);
 
       const session = transport.sessionId!;
       const trace = await eventually(async () => {
@@ -91,10 +114,16 @@ describe("MCP proxy on the control plane's HTTPS listener, with real SVIDs", () 
       expect(outcome.details!.responseBytes).toBeGreaterThan(0);
       expect(outcome.outcome.latencyMs).toBeGreaterThanOrEqual(0);
       expect(outcome.decision?.reasons[0]).toContain("allowed");
+      // Decided for the JWT-SVID's agent, under the delegation it presented, by the role rule that needs the server's labels.
+      expect(outcome.actor).toMatchObject({ kind: "agent", spiffeId: agent.spiffeId, agent: "deploy-auditor" });
+      expect(outcome.delegation).toMatchObject({ id: delegation.id, task: TASK, delegator: "user:alice", chain: ["user:alice", "agent:deploy-auditor"] });
+      expect(outcome.decision?.reasons.join("\n")).toContain(`delegation ${delegation.id}`);
+      expect(outcome.decision?.policy).toContain("role:mcp-e2e/allow.mcp[0]");
       const intent = calls.find((e) => e.target?.name === "get-sum" && e.code === "INTENT")!;
       expect(intent.details).toMatchObject({ arguments: { a: 40, b: 2 } });
       expect(outcome.correlation?.parentEvent).toBe(intent.id);
       expect(calls.find((e) => e.target?.name === "get-env")!.decision).toMatchObject({ allow: false });
+      expect(calls.filter((e) => e.target?.name === "get-sum" && e.decision?.allow === false)).toHaveLength(1);
     } finally {
       await client.close();
     }
@@ -106,7 +135,11 @@ describe("MCP proxy on the control plane's HTTPS listener, with real SVIDs", () 
     try {
       expect((await client.listTools()).tools.map((t) => t.name)).not.toContain("get-env");
       expect(await client.callTool({ name: "echo", arguments: { message: "over mTLS" } })).toMatchObject({ content: [{ text: "Echo: over mTLS" }] });
-      expect(gate.requests.some((r) => r.caller.via === "mtls" && r.caller.spiffeId === agent.spiffeId)).toBe(true);
+      // No bearer was sent: the X509-SVID alone named the caller the decision was made for.
+      const echo = (await plane.context.audit.list({ type: "mcp.tool.call" })).find((e) => e.target?.name === "echo" && e.code === "INTENT" && (e.details as { arguments?: { message?: string } }).arguments?.message === "over mTLS")!;
+      expect(echo.actor).toMatchObject({ kind: "agent", spiffeId: agent.spiffeId, agent: "deploy-auditor" });
+      expect(echo.decision).toMatchObject({ allow: true });
+      expect(echo.delegation).toBeUndefined();
     } finally {
       await client.close();
     }

@@ -15,6 +15,7 @@ export const FILESYSTEM_BIN = require.resolve("@modelcontextprotocol/server-file
 /**
  * A stand-in for the access layer in proxy-only tests: allows everything except the
  * rules given, records every request it was asked.
+ * Component tests only (`startProxyHarness`, src/mcp/*.test.ts): they test the proxy in isolation; end-to-end tests use the real gate.
  */
 export class TestGate implements AccessGate {
   readonly requests: GateRequest[] = [];
