@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { sql } from "kysely";
 import { MandateError } from "../errors/index.js";
 import type { DelegationScope } from "../policy/index.js";
-import type { DelegationTable, Store, StoreTx } from "../store/index.js";
+import type { DelegationTable, Store } from "../store/index.js";
+import { bumpRevision } from "../store/revision.js";
 import type { Grant, GrantStatus } from "./types.js";
 
 const REVISION_KEY = "delegations_revision";
@@ -162,7 +162,7 @@ export class DelegationRegistry {
           revoke_reason: null,
         })
         .execute();
-      await bumpRevision(tx);
+      await bumpRevision(tx, REVISION_KEY);
     });
     await this.refresh(true);
   }
@@ -183,20 +183,11 @@ export class DelegationRegistry {
       const live = await tx.selectFrom("delegations").select("id").where("id", "in", ids).where("revoked_at", "is", null).execute();
       if (live.length > 0) {
         await tx.updateTable("delegations").set({ revoked_at: t, revoked_by: by, revoke_reason: reason }).where("id", "in", live.map((l) => l.id)).execute();
-        await bumpRevision(tx);
+        await bumpRevision(tx, REVISION_KEY);
       }
       return live.map((l) => l.id);
     });
     await this.refresh(true);
     return revoked;
   }
-}
-
-async function bumpRevision(tx: StoreTx): Promise<void> {
-  const updated = await tx
-    .updateTable("meta")
-    .set({ value: sql<string>`cast(cast(value as bigint) + 1 as text)` })
-    .where("key", "=", REVISION_KEY)
-    .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) === 0) await tx.insertInto("meta").values({ key: REVISION_KEY, value: "1" }).execute();
 }
