@@ -78,6 +78,19 @@ describe("intersection properties", () => {
     );
   });
 
+  it("a scope allows nothing its allow globs do not match, and roles nothing their rules do not", () => {
+    fc.assert(
+      fc.property(scopeArb, requestArb, fc.array(toolGlobArb, { maxLength: 3 }), (s, r, agentAllow) => {
+        const subject = `mcp:${r[0]}/${r[1]}`;
+        const engine = createPolicyEngine({ roles: roles(agentAllow, [], ["*"], []) });
+        const decision = engine.authorize(request(s, r));
+        if (!s.allow.some((p) => matchesGlob(p, subject))) expect(decision).toMatchObject({ allow: false, deniedBy: "delegation" });
+        else if (!s.deny.some((p) => matchesGlob(p, subject)) && !agentAllow.some((g) => matchesGlob(g, r[1]))) expect(decision).toMatchObject({ allow: false, deniedBy: "agent_roles" });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("narrowing a scope (dropping allows, adding requirements) never widens the decision", () => {
     fc.assert(
       fc.property(roleParts, scopeArb, requestArb, fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), patternArb, ([aa, ad, ua, ud], s, r, keep, approval) => {
