@@ -60,6 +60,18 @@ let measuring = false;
 const started = Date.now();
 const deadline = started + spec.warmupMs + spec.durationMs;
 
+/** Counts a finished request once the warm-up is over. */
+function record(status: number | undefined, t0: number, body: () => string): void {
+  if (!measuring) return;
+  if (status === 200) {
+    completed++;
+    latencies.push(performance.now() - t0);
+  } else {
+    failed++;
+    firstError ||= `${status} ${body().slice(0, 200)}`;
+  }
+}
+
 function oneProofRenewal(slot: number): Promise<void> {
   return new Promise((resolve) => {
     const identity = proofIdentities[slot]!;
@@ -88,15 +100,7 @@ function oneProofRenewal(slot: number): Promise<void> {
           identity.generation = renewed.generation;
           identity.serial = renewed.serial;
         }
-        if (measuring) {
-          if (res.statusCode === 200) {
-            completed++;
-            latencies.push(performance.now() - t0);
-          } else {
-            failed++;
-            firstError ||= `${res.statusCode} ${text.slice(0, 200)}`;
-          }
-        }
+        record(res.statusCode, t0, () => text);
         resolve();
       });
     });
@@ -127,15 +131,7 @@ function one(i: number, slot: number): Promise<void> {
           identity.cert = (JSON.parse(Buffer.concat(chunks).toString()) as { svidPem: string }).svidPem;
           identity.key = spec.renewal!.keys[bodyIndex]!;
         }
-        if (measuring) {
-          if (res.statusCode === 200) {
-            completed++;
-            latencies.push(performance.now() - t0);
-          } else {
-            failed++;
-            firstError ||= `${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 200)}`;
-          }
-        }
+        record(res.statusCode, t0, () => Buffer.concat(chunks).toString());
         resolve();
       });
     });

@@ -13,15 +13,20 @@ function manualSync(commits: string[]) {
   return { started, sync };
 }
 
+/** A "transaction" that records what each committed batch wrote. */
+function recordingTransaction(commits: string[]) {
+  return async (body: (tx: string[]) => Promise<void>) => {
+    const tx: string[] = [];
+    await body(tx);
+    commits.push(...tx);
+  };
+}
+
 describe("group commit with a sync off the event loop", () => {
   it("acknowledges a write only after a sync that began after its commit, and commits the next batch meanwhile", async () => {
     const commits: string[] = [];
     const { started, sync } = manualSync(commits);
-    const group = new GroupCommit<string[]>(async (body) => {
-      const tx: string[] = [];
-      await body(tx);
-      commits.push(...tx);
-    }, 512, sync);
+    const group = new GroupCommit<string[]>(recordingTransaction(commits), 512, sync);
     const acked: string[] = [];
     const write = (name: string) => group.write(async (tx) => void tx.push(name)).then(() => void acked.push(name));
     const a = write("a");
@@ -50,11 +55,7 @@ describe("group commit with a sync off the event loop", () => {
   it("commits arriving during a sync share one follow-up sync", async () => {
     const commits: string[] = [];
     const { started, sync } = manualSync(commits);
-    const group = new GroupCommit<string[]>(async (body) => {
-      const tx: string[] = [];
-      await body(tx);
-      commits.push(...tx);
-    }, 1, sync);
+    const group = new GroupCommit<string[]>(recordingTransaction(commits), 1, sync);
     const writes = ["a", "b", "c", "d"].map((name) => group.write(async (tx) => void tx.push(name)));
     for (let i = 0; i < 10; i++) await turn();
     // maxBatch 1: four commits, but only the first sync and one queued behind it.
