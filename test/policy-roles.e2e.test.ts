@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { accessRequest, agent, mcp } from "../src/policy/testing.js";
@@ -71,6 +72,18 @@ for (const backend of await availableBackends()) {
       expect(plane.context.policy!.mayApprove({ kind: "user", name: "alice", roles: ["incident-reader"], labels: {} }, "mcp:k8s/rollback")).toBe(true);
       const again = await cli("roles", "apply", "-f", file);
       expect(again.stdout).toMatch(/role incident-reader unchanged/);
+    });
+
+    it("reads role documents from stdin with -f -", async () => {
+      const original = Object.getOwnPropertyDescriptor(process, "stdin")!;
+      Object.defineProperty(process, "stdin", { value: Readable.from([Buffer.from(WRITER)]), configurable: true });
+      try {
+        const applied = await cli("roles", "apply", "-f", "-", "--format", "json");
+        expect(applied.code, applied.stderr).toBe(0);
+        expect(applied.json().unchanged).toEqual(["writer"]);
+      } finally {
+        Object.defineProperty(process, "stdin", original);
+      }
     });
 
     it("lists and shows roles; show prints the YAML as applied", async () => {
