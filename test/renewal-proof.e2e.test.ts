@@ -197,6 +197,19 @@ describe("renewal by proof of possession", () => {
     expect((await post(plane, caPem, (await renewalBody(bystander)).body)).status).toBe(200);
   });
 
+  it("of two renewals racing with one generation, exactly one wins the compare-and-set; the other writes nothing", async () => {
+    const creds = await freshAgent("proof-race");
+    const [a, b] = await Promise.all([renewalBody(creds), renewalBody(creds)]);
+    const replies = await Promise.all([post(plane, caPem, a.body), post(plane, caPem, b.body)]);
+    expect(replies.map((r) => r.status).sort()).toEqual([200, 401]);
+    const lost = replies.find((r) => r.status === 401)!;
+    expect(lost.body.error.code).toBe("PROOF_INVALID");
+    expect(lost.body.error.message).toContain("concurrent renewal");
+    expect(await generationOf(plane, creds.state.instanceId)).toBe(2);
+    const issued = await plane.context.store.db.selectFrom("issued_svids").select("serial").where("instance_id", "=", creds.state.instanceId).execute();
+    expect(issued).toHaveLength(2); // the join's and the winner's
+  });
+
   it("refuses a proof that names another generation than the presented SVID carries", async () => {
     const creds = await freshAgent("proof-generation");
     const reply = await post(plane, caPem, (await renewalBody(creds, { generation: 2 })).body);
