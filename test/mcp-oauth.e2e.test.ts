@@ -9,6 +9,7 @@ import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
 import { EVERYTHING_BIN, TestGate, fetchWithTls } from "./helpers/mcp.js";
 import { type TestUser, addTestUser } from "./helpers/users.js";
+import { startOidcLoginProvider } from "./helpers/oidc-login.js";
 
 const REDIRECT = "http://127.0.0.1:53682/callback";
 
@@ -49,19 +50,35 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
   let alice: TestUser;
   let tlsFetch: typeof fetch;
 
+  /** A browser: keeps the cookies the control plane sets (the login page binds the sign-in to it). */
+  const browser = () => {
+    const jar = new Map<string, string>();
+    return async (url: string, init: RequestInit = {}) => {
+      const answer = await tlsFetch(url, { ...init, headers: { ...(init.headers as Record<string, string>), ...(jar.size ? { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join("; ") } : {}) } });
+      const set = answer.headers.get("set-cookie");
+      if (set) {
+        const [pair] = set.split(";");
+        const index = pair!.indexOf("=");
+        jar.set(pair!.slice(0, index), pair!.slice(index + 1));
+      }
+      return answer;
+    };
+  };
+
   /** Plays the person at the login page: opens it, submits user, password and code, returns where the browser is sent. */
-  const signIn = async (authorizationUrl: URL | string, user: TestUser, code = user.code()) => {
-    const page = await tlsFetch(String(authorizationUrl));
+  const signIn = async (authorizationUrl: URL | string, user: TestUser, code = user.code(), open = browser()) => {
+    const page = await open(String(authorizationUrl));
     const html = await page.text();
     expect(page.status, html).toBe(200);
     expect(page.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
+    expect(page.headers.get("set-cookie")).toMatch(/^mandate_oauth=[^;]+; Path=\/oauth; Secure; HttpOnly; SameSite=Lax/);
     const requestId = /name="request_id" value="([^"]+)"/.exec(html)?.[1];
-    const answer = await tlsFetch(`${plane.url}/oauth/authorize`, {
+    const answer = await open(`${plane.url}/oauth/authorize`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams({ request_id: requestId!, user: user.name, password: user.password, totp: code }).toString(),
     });
-    return { status: answer.status, location: answer.headers.get("location"), body: await answer.text() };
+    return { status: answer.status, location: answer.headers.get("location"), body: await answer.text(), requestId: requestId!, html };
   };
 
   beforeAll(async () => {
@@ -180,10 +197,71 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
     expect(wrong.status).toBe(401);
     expect(wrong.body).toContain("wrong user name, password or code");
     expect((await plane.context.audit.list({ type: "user.login", limit: 100 })).some((e) => e.target?.user === "carol" && e.details?.method === "oauth" && e.details?.reason === "bad_password")).toBe(true);
+    // The same form posted from another browser (no cookie from the page) is refused.
+    const page = await tlsFetch(authorizationUrl);
+    const requestId = /name="request_id" value="([^"]+)"/.exec(await page.text())![1]!;
+    const forged = await tlsFetch(`${plane.url}/oauth/authorize`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ request_id: requestId, user: "carol", password: carol.password, totp: carol.code() }).toString() });
+    expect(forged.status).toBe(400);
+    expect(await forged.text()).toMatch(/another browser/);
     const { token } = await obtainToken(carol.code(), carol);
     expect((await mandate("users", "update", "carol", "--disable", "--data-dir", plane.dataDir)).code).toBe(0);
     const answer = await tlsFetch(`${plane.url}/mcp/everything`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }) });
     expect(answer.status).toBe(401);
+  });
+
+  it("the login page offers SSO: the browser goes to the provider and back, bound to the browser that opened the page", async () => {
+    process.env.MANDATE_TEST_WEB_SSO_SECRET = "web-client-secret";
+    const op = await startOidcLoginProvider({
+      clientId: "unused-native",
+      accounts: { "00u-erin": { preferred_username: "erin", email: "erin@example.com", email_verified: true, groups: ["sre"] } },
+      webClient: { clientId: "mandate-web", clientSecret: "web-client-secret", redirectUris: [`${plane.url}/oauth/sso/callback`] },
+    });
+    try {
+      const d = ["--data-dir", plane.dataDir];
+      const added = await mandate("sso", "add", "corp", "--issuer", op.issuer, "--client-id", "mandate-web", "--client-secret-env", "MANDATE_TEST_WEB_SSO_SECRET", "--scopes", "openid,profile,email,groups", "--claim-roles", "groups", "--role-map", "sre=sre", ...d);
+      expect(added.code, added.stderr).toBe(0);
+      const started = await startAuthorization();
+      const open = browser();
+      const html = await (await open(started.authorizationUrl)).text();
+      expect(html).toContain("Sign in with corp");
+      const requestId = /name="request_id" value="([^"]+)"/.exec(html)![1]!;
+      const toProvider = await open(`${plane.url}/oauth/sso`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ request_id: requestId, provider: "corp" }).toString() });
+      expect(toProvider.status).toBe(303);
+      const providerUrl = new URL(toProvider.headers.get("location")!);
+      expect(providerUrl.origin).toBe(op.issuer);
+      expect(providerUrl.searchParams.get("redirect_uri")).toBe(`${plane.url}/oauth/sso/callback`);
+      const callback = await op.authorize(providerUrl.toString(), "00u-erin");
+      expect(callback.startsWith(`${plane.url}/oauth/sso/callback?`)).toBe(true);
+      // The provider's answer replayed from another browser is refused, and spends the SSO login.
+      const elsewhere = await tlsFetch(callback);
+      expect(elsewhere.status).toBe(401);
+      expect(await elsewhere.text()).toMatch(/another browser/);
+
+      const again = await startAuthorization();
+      const html2 = await (await open(again.authorizationUrl)).text();
+      const requestId2 = /name="request_id" value="([^"]+)"/.exec(html2)![1]!;
+      const toProvider2 = await open(`${plane.url}/oauth/sso`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ request_id: requestId2, provider: "corp" }).toString() });
+      const back = await open(await op.authorize(toProvider2.headers.get("location")!, "00u-erin"));
+      expect(back.status, await back.clone().text()).toBe(303);
+      const code = new URL(back.headers.get("location")!).searchParams.get("code")!;
+      const tokens = await tlsFetch(`${plane.url}/oauth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "authorization_code", code, client_id: again.client, redirect_uri: REDIRECT, code_verifier: again.verifier }).toString(),
+      });
+      const { access_token } = (await tokens.json()) as { access_token: string };
+      const client = new Client({ name: "sso-test", version: "1" });
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${plane.url}/mcp/everything`), { fetch: tlsFetch, requestInit: { headers: { authorization: `Bearer ${access_token}` } } }));
+      await client.listTools();
+      await client.close();
+      expect(gate.requests.at(-1)!.caller).toMatchObject({ kind: "user", user: "erin", via: "oauth" });
+      expect(await plane.context.users!.get("erin")).toMatchObject({ roles: ["sre"] });
+      const authorized = (await plane.context.audit.list({ type: "oauth.authorize", limit: 50 })).find((e) => e.actor.user === "erin");
+      expect(authorized?.details).toMatchObject({ method: "sso", provider: "corp" });
+    } finally {
+      await op.close();
+      delete process.env.MANDATE_TEST_WEB_SSO_SECRET;
+    }
   });
 
   async function startAuthorization() {

@@ -226,8 +226,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     registerLlmRoutes(app, context, context.llm);
     const llmService = context.llm;
     registerJoinRoutes(app, context);
-    registerUserRoutes(app, context, context.userLogin);
-    const oauth = registerOAuthRoutes(app, context, context.userLogin, options.oauth);
+    const sso = registerUserRoutes(app, context, context.userLogin);
+    const oauth = registerOAuthRoutes(app, context, context.userLogin, options.oauth, sso);
     delegation.registerRoutes(app);
     registerMcpAdminRoutes(app, context);
     // A new object whenever the server certificate or the bundle changes, so the listener re-applies it.

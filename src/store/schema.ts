@@ -352,6 +352,8 @@ export interface SsoLoginTable {
   code_verifier: string;
   redirect_uri: string;
   expires_at: number;
+  /** set when the SSO login was started from the OAuth login page */
+  oauth_request?: string | null;
 }
 
 export interface OAuthClientTable {
@@ -371,6 +373,8 @@ export interface OAuthRequestTable {
   scope: string;
   state: string | null;
   expires_at: number;
+  /** SHA-256 of the cookie given to the browser that opened the login page */
+  browser_binding?: string | null;
 }
 
 export interface OAuthCodeTable {

@@ -6,6 +6,7 @@ import { parseRequest } from "../server/validate.js";
 import type { UserLoginService } from "./login-service.js";
 import { MAX_PASSWORD_LENGTH } from "./password.js";
 import { registerSsoRoutes } from "./sso/routes.js";
+import type { SsoLoginService } from "./sso/sso-login.js";
 
 // "me" is the caller's own record (GET /v1/users/me), so no user may be named that.
 const NameParam = z.strictObject({ name: z.string().min(1).max(64) });
@@ -51,9 +52,9 @@ async function lockLiveCertificates(ctx: ServerContext, spiffeId: string, reason
 }
 
 /** Users (admin), local login, and the logged-in user's own routes. */
-export function registerUserRoutes(app: FastifyInstance, ctx: ServerContext, login: UserLoginService): void {
+export function registerUserRoutes(app: FastifyInstance, ctx: ServerContext, login: UserLoginService): SsoLoginService {
   const users = login.users;
-  registerSsoRoutes(app, ctx, login);
+  const sso = registerSsoRoutes(app, ctx, login);
 
   app.post("/v1/users", async (request) => {
     const caller = await ctx.auth.requireAdmin(request);
@@ -140,4 +141,6 @@ export function registerUserRoutes(app: FastifyInstance, ctx: ServerContext, log
     await ctx.audit.append({ type: "user.logout", code: "OK", actor: { kind: "user", user: caller.user, spiffeId: caller.spiffeId, address: request.ip }, target: { serial: caller.serialHex }, outcome: { status: "ok" }, details: { lockId: lock.id } });
     return { serial: caller.serialHex, lock };
   });
+
+  return sso;
 }

@@ -37,7 +37,14 @@ function readForm(request: IncomingMessage): Promise<URLSearchParams> {
  * authorization code flow with PKCE for a native client on a loopback redirect, ID tokens
  * carrying the account's claims, and minimal login/consent interaction endpoints.
  */
-export async function startOidcLoginProvider(options: { clientId: string; clientSecret?: string; accounts: Record<string, TestAccount>; idTokenAlg?: "RS256" | "ES256" }): Promise<OidcLoginProvider> {
+export async function startOidcLoginProvider(options: {
+  clientId: string;
+  clientSecret?: string;
+  accounts: Record<string, TestAccount>;
+  idTokenAlg?: "RS256" | "ES256";
+  /** a confidential web client too (a server-side callback, as the OAuth login page uses) */
+  webClient?: { clientId: string; clientSecret: string; redirectUris: string[] };
+}): Promise<OidcLoginProvider> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -56,6 +63,20 @@ export async function startOidcLoginProvider(options: { clientId: string; client
         response_types: ["code"],
         id_token_signed_response_alg: alg,
       },
+      ...(options.webClient
+        ? [
+            {
+              client_id: options.webClient.clientId,
+              client_secret: options.webClient.clientSecret,
+              token_endpoint_auth_method: "client_secret_basic",
+              application_type: "web",
+              redirect_uris: options.webClient.redirectUris,
+              grant_types: ["authorization_code"],
+              response_types: ["code"],
+              id_token_signed_response_alg: alg,
+            },
+          ]
+        : []),
     ],
     claims: { openid: ["sub"], email: ["email", "email_verified"], profile: ["preferred_username", "name"], groups: ["groups"] },
     scopes: ["openid", "email", "profile", "groups"],

@@ -6,6 +6,8 @@ import type { LockRegistry } from "../../identity/index.js";
 import type { AuthenticatedCaller } from "../../policy/index.js";
 import type { OAuthRequestTable, Store } from "../../store/index.js";
 import type { UserLoginService } from "../login-service.js";
+import type { UserPrincipal } from "../registry.js";
+import type { SsoLoginService } from "../sso/sso-login.js";
 import { OAuthProtocolError } from "./errors.js";
 import { redirectUriMatches, validateRedirectUri } from "./redirect-uris.js";
 
@@ -69,8 +71,12 @@ export interface OAuthServerOptions {
   /** origins whose `/mcp/<server>` resources tokens may be bound to */
   resourceOrigins: () => string[];
   settings?: Partial<OAuthSettings> | undefined;
+  /** SSO logins, offered on the login page when providers are configured */
+  sso?: SsoLoginService | undefined;
   now?: () => number;
 }
+
+export const BROWSER_COOKIE = "mandate_oauth";
 
 /**
  * Mandate as the OAuth 2.1 authorization server of its own MCP endpoint: dynamic client
@@ -178,7 +184,7 @@ export class OAuthAuthorizationServer {
    * and its redirect URI are known good, errors are shown, never redirected (an open
    * redirector otherwise); after that they go back to the client as RFC 6749 §4.1.2.1 says.
    */
-  async beginAuthorization(query: Record<string, string | string[] | undefined>): Promise<{ request: OAuthRequestTable; client: RegisteredClient }> {
+  async beginAuthorization(query: Record<string, string | string[] | undefined>, browserCookie: string): Promise<{ request: OAuthRequestTable; client: RegisteredClient }> {
     const clientId = one(query, "client_id");
     if (!clientId) throw new OAuthProtocolError("invalid_request", "client_id is missing");
     const client = await this.client(clientId);
@@ -197,7 +203,7 @@ export class OAuthAuthorizationServer {
       this.assertResource(resource, (d) => back("invalid_target", d));
       const scope = one(query, "scope") ?? MCP_SCOPE;
       if (scope.split(" ").some((s) => s !== MCP_SCOPE)) throw back("invalid_scope", `the only scope is ${MCP_SCOPE}`);
-      const request: OAuthRequestTable = { id: `ar-${random(18)}`, client_id: clientId, redirect_uri: redirectUri, code_challenge: challenge, resource, scope: MCP_SCOPE, state: state ?? null, expires_at: this.now() + this.settings.requestTtlMs };
+      const request: OAuthRequestTable = { id: `ar-${random(18)}`, client_id: clientId, redirect_uri: redirectUri, code_challenge: challenge, resource, scope: MCP_SCOPE, state: state ?? null, expires_at: this.now() + this.settings.requestTtlMs, browser_binding: hash(browserCookie) };
       await this.options.store.db.deleteFrom("oauth_requests").where("expires_at", "<", this.now()).execute();
       await this.options.store.db.insertInto("oauth_requests").values(request).execute();
       return { request, client };
@@ -207,18 +213,51 @@ export class OAuthAuthorizationServer {
     }
   }
 
-  async pendingRequest(id: string): Promise<{ request: OAuthRequestTable; client: RegisteredClient }> {
+  /**
+   * The login page's request, for the browser that opened it only: the page set a cookie
+   * whose hash the request keeps, so a sign-in cannot be completed from another browser
+   * (login CSRF, or a consent page skipped by a crafted link).
+   */
+  async pendingRequest(id: string, browserCookie: string | undefined): Promise<{ request: OAuthRequestTable; client: RegisteredClient }> {
     const request = await this.options.store.db.selectFrom("oauth_requests").selectAll().where("id", "=", id.slice(0, 64)).executeTakeFirst();
     if (!request || request.expires_at <= this.now()) throw new OAuthProtocolError("invalid_request", "this sign-in page has expired; start again from your MCP client");
+    if (!request.browser_binding || !browserCookie || !sameString(request.browser_binding, hash(browserCookie))) {
+      throw new OAuthProtocolError("invalid_request", "this sign-in was opened in another browser (or its cookie was blocked); start again from your MCP client");
+    }
     const client = await this.client(request.client_id);
     if (!client) throw new OAuthProtocolError("invalid_client", "the client was removed");
     return { request, client };
   }
 
   /** Password + TOTP on the login page; on success the request becomes a single-use code and the browser goes back to the client. */
-  async completeWithPassword(input: { requestId: string; user: string; password: string; totp?: string | undefined; address: string }): Promise<string> {
-    const { request } = await this.pendingRequest(input.requestId);
+  async completeWithPassword(input: { requestId: string; browserCookie: string | undefined; user: string; password: string; totp?: string | undefined; address: string }): Promise<string> {
+    const { request } = await this.pendingRequest(input.requestId, input.browserCookie);
     const principal = await this.options.login.audited({ user: input.user, address: input.address, method: "oauth" }, () => this.options.login.verifyLocalUser(input));
+    return this.issueCode(request, principal, input.address, { method: "password" });
+  }
+
+  ssoProviders(): Promise<string[]> {
+    return this.options.sso ? this.options.sso.providerNames() : Promise.resolve([]);
+  }
+
+  /** The login page's SSO button: the browser is sent to the provider, and comes back to /oauth/sso/callback. */
+  async startSso(input: { requestId: string; browserCookie: string | undefined; provider: string; address: string }): Promise<string> {
+    const sso = this.options.sso;
+    if (!sso) throw new OAuthProtocolError("invalid_request", "no SSO provider is configured");
+    const { request } = await this.pendingRequest(input.requestId, input.browserCookie);
+    const started = await sso.start({ provider: input.provider, redirectUri: `${this.issuer}/oauth/sso/callback`, address: input.address, oauthRequest: request.id });
+    return started.authorizationUrl;
+  }
+
+  async finishSso(input: { state: string; code: string; browserCookie: string | undefined; address: string }): Promise<string> {
+    const sso = this.options.sso;
+    if (!sso) throw new OAuthProtocolError("invalid_request", "no SSO provider is configured");
+    const { principal, oauthRequest, provider } = await sso.finishForOAuth(input);
+    const { request } = await this.pendingRequest(oauthRequest, input.browserCookie);
+    return this.issueCode(request, principal, input.address, { method: "sso", provider });
+  }
+
+  private async issueCode(request: OAuthRequestTable, principal: UserPrincipal, address: string, details: Record<string, unknown>): Promise<string> {
     await this.options.store.db.deleteFrom("oauth_requests").where("id", "=", request.id).execute();
     const code = random();
     await this.options.store.db.insertInto("oauth_codes").values({ code_hash: hash(code), request: JSON.stringify(request), user_name: principal.name, expires_at: this.now() + this.settings.codeTtlMs }).execute();
@@ -226,10 +265,10 @@ export class OAuthAuthorizationServer {
     await this.options.audit.append({
       type: "oauth.authorize",
       code: "OK",
-      actor: { kind: "user", user: principal.name, spiffeId, address: input.address },
+      actor: { kind: "user", user: principal.name, spiffeId, address },
       target: { client: request.client_id, resource: request.resource },
       outcome: { status: "ok" },
-      details: { method: "password", scope: request.scope },
+      details: { ...details, scope: request.scope },
     });
     return this.redirectWith(request.redirect_uri, { code, ...(request.state ? { state: request.state } : {}), iss: this.issuer });
   }

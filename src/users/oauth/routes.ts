@@ -4,7 +4,9 @@ import { MandateError, isMandateError } from "../../errors/index.js";
 import type { ServerContext } from "../../server/context.js";
 import type { WorkloadCredentials } from "../../server/workload-auth.js";
 import type { LoginFailure, UserLoginService } from "../login-service.js";
-import { ACCESS_TOKEN_PREFIX, AuthorizationRedirectError, OAuthAuthorizationServer, type OAuthSettings } from "./authorization-server.js";
+import { randomBytes } from "node:crypto";
+import type { SsoLoginService } from "../sso/sso-login.js";
+import { ACCESS_TOKEN_PREFIX, AuthorizationRedirectError, BROWSER_COOKIE, OAuthAuthorizationServer, type OAuthSettings } from "./authorization-server.js";
 import { OAuthProtocolError } from "./errors.js";
 import { LOGIN_PAGE_HEADERS, errorPage, loginPage } from "./login-page.js";
 
@@ -25,6 +27,25 @@ function single(params: Params, name: string): string | undefined {
   return Array.isArray(value) ? undefined : value;
 }
 
+function browserCookie(request: FastifyRequest): string | undefined {
+  const header = request.headers.cookie;
+  if (typeof header !== "string") return undefined;
+  for (const part of header.split(";")) {
+    const [name, ...value] = part.trim().split("=");
+    if (name === BROWSER_COOKIE) return value.join("=");
+  }
+  return undefined;
+}
+
+function redirectHost(uri: string): string {
+  try {
+    const url = new URL(uri);
+    return url.host || `${url.protocol}${url.pathname}`;
+  } catch {
+    return uri;
+  }
+}
+
 function sendOAuthError(reply: FastifyReply, error: unknown): FastifyReply {
   if (error instanceof OAuthProtocolError) return reply.status(error.status).header("cache-control", "no-store").type("application/json").send(error.toJSON());
   throw error;
@@ -35,7 +56,7 @@ function sendOAuthError(reply: FastifyReply, error: unknown): FastifyReply {
  * authorization-server metadata, RFC 7591 registration, the authorization endpoint with
  * its login page, and the token endpoint.
  */
-export function registerOAuthRoutes(app: FastifyInstance, ctx: ServerContext, login: UserLoginService, settings?: Partial<OAuthSettings>): OAuthAuthorizationServer {
+export function registerOAuthRoutes(app: FastifyInstance, ctx: ServerContext, login: UserLoginService, settings?: Partial<OAuthSettings>, sso?: SsoLoginService): OAuthAuthorizationServer {
   const oauth = new OAuthAuthorizationServer({
     store: ctx.store,
     login,
@@ -44,8 +65,13 @@ export function registerOAuthRoutes(app: FastifyInstance, ctx: ServerContext, lo
     issuer: () => ctx.settings.publicUrl,
     resourceOrigins: () => ctx.settings.proxyAudiences.filter((a) => a.startsWith("https://")),
     settings,
+    sso,
     now: ctx.now,
   });
+  const page = async (requestId: string, browser: string | undefined, extra: { error?: string; user?: string } = {}) => {
+    const { request: pending, client } = await oauth.pendingRequest(requestId, browser);
+    return loginPage({ requestId, clientName: client.client_name ?? client.client_id, redirectHost: redirectHost(pending.redirect_uri), resource: pending.resource, providers: await oauth.ssoProviders(), ...extra });
+  };
 
   app.get("/.well-known/oauth-protected-resource/mcp/:server", async (request, reply) => {
     const { server } = request.params as { server: string };
@@ -72,8 +98,11 @@ export function registerOAuthRoutes(app: FastifyInstance, ctx: ServerContext, lo
 
     scope.get("/oauth/authorize", async (request, reply) => {
       try {
-        const { request: pending, client } = await oauth.beginAuthorization(request.query as Params);
-        return reply.headers(LOGIN_PAGE_HEADERS).send(loginPage({ requestId: pending.id, clientName: client.client_name ?? client.client_id, resource: pending.resource }));
+        // The browser that opens the page is the only one that may finish the sign-in.
+        const cookie = randomBytes(24).toString("base64url");
+        const { request: pending } = await oauth.beginAuthorization(request.query as Params, cookie);
+        void reply.header("set-cookie", `${BROWSER_COOKIE}=${cookie}; Path=/oauth; Secure; HttpOnly; SameSite=Lax; Max-Age=${Math.floor(oauth.settings.requestTtlMs / 1000)}`);
+        return reply.headers(LOGIN_PAGE_HEADERS).send(await page(pending.id, cookie));
       } catch (error) {
         if (error instanceof AuthorizationRedirectError) return reply.redirect(error.location, 303);
         if (error instanceof OAuthProtocolError) return reply.status(400).headers(LOGIN_PAGE_HEADERS).send(errorPage(error.description));
@@ -85,17 +114,42 @@ export function registerOAuthRoutes(app: FastifyInstance, ctx: ServerContext, lo
       const form = (request.body ?? {}) as Params;
       const requestId = single(form, "request_id") ?? "";
       const user = single(form, "user") ?? "";
+      const browser = browserCookie(request);
       try {
-        const location = await oauth.completeWithPassword({ requestId, user, password: single(form, "password") ?? "", totp: single(form, "totp"), address: request.ip });
+        const location = await oauth.completeWithPassword({ requestId, browserCookie: browser, user, password: single(form, "password") ?? "", totp: single(form, "totp"), address: request.ip });
         return reply.redirect(location, 303);
       } catch (error) {
         if (error instanceof OAuthProtocolError) return reply.status(400).headers(LOGIN_PAGE_HEADERS).send(errorPage(error.description));
         if (!isMandateError(error)) throw error;
         // The page again, with the reason a person can act on; the audit log has the precise one.
-        const { request: pending, client } = await oauth.pendingRequest(requestId).catch(() => ({ request: undefined, client: undefined }));
-        if (!pending || !client) return reply.status(400).headers(LOGIN_PAGE_HEADERS).send(errorPage("this sign-in page has expired; start again from your MCP client"));
-        const status = (error as LoginFailure).code === "RATE_LIMITED" ? 429 : 401;
-        return reply.status(status).headers(LOGIN_PAGE_HEADERS).send(loginPage({ requestId, clientName: client.client_name ?? client.client_id, resource: pending.resource, error: error.message, user }));
+        const html = await page(requestId, browser, { error: error.message, user }).catch(() => undefined);
+        if (!html) return reply.status(400).headers(LOGIN_PAGE_HEADERS).send(errorPage("this sign-in page has expired; start again from your MCP client"));
+        return reply.status((error as LoginFailure).code === "RATE_LIMITED" ? 429 : 401).headers(LOGIN_PAGE_HEADERS).send(html);
+      }
+    });
+
+    scope.post("/oauth/sso", async (request, reply) => {
+      const form = (request.body ?? {}) as Params;
+      try {
+        const location = await oauth.startSso({ requestId: single(form, "request_id") ?? "", browserCookie: browserCookie(request), provider: single(form, "provider") ?? "", address: request.ip });
+        return reply.redirect(location, 303);
+      } catch (error) {
+        if (error instanceof OAuthProtocolError || isMandateError(error)) return reply.status(400).headers(LOGIN_PAGE_HEADERS).send(errorPage((error as Error).message));
+        throw error;
+      }
+    });
+
+    scope.get("/oauth/sso/callback", async (request, reply) => {
+      const query = request.query as Params;
+      const state = single(query, "state") ?? "";
+      try {
+        const providerError = single(query, "error");
+        if (providerError) throw new OAuthProtocolError("access_denied", `the provider refused the sign-in: ${providerError.slice(0, 100)}`);
+        const location = await oauth.finishSso({ state, code: single(query, "code") ?? "", browserCookie: browserCookie(request), address: request.ip });
+        return reply.redirect(location, 303);
+      } catch (error) {
+        if (error instanceof OAuthProtocolError || isMandateError(error)) return reply.status(401).headers(LOGIN_PAGE_HEADERS).send(errorPage((error as Error).message));
+        throw error;
       }
     });
 

@@ -1,7 +1,8 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { MandateError } from "../../errors/index.js";
-import type { Store } from "../../store/index.js";
-import { LoginFailure, type UserCredential, type UserLoginService } from "../login-service.js";
+import type { SsoLoginTable, Store } from "../../store/index.js";
+import { LoginFailure, type LoginMethod, type UserCredential, type UserLoginService } from "../login-service.js";
+import type { UserPrincipal } from "../registry.js";
 import { mapClaims } from "./claims.js";
 import type { OidcRelyingParty } from "./oidc-client.js";
 import type { SsoProviderRegistry } from "./providers.js";
@@ -46,12 +47,25 @@ export class SsoLoginService {
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
-  async start(input: { provider: string; redirectUri: string; address: string }): Promise<{ loginId: string; authorizationUrl: string; expiresAt: string }> {
-    return this.login.audited({ address: input.address, method: "sso", provider: input.provider }, async () => {
-      const redirectUri = validateLoopbackRedirect(input.redirectUri);
+  /**
+   * Starts an SSO login. The CLI's redirect target must be a loopback listener; the OAuth
+   * login page passes `oauthRequest` and the control plane's own callback, which is trusted.
+   */
+  async start(input: { provider: string; redirectUri: string; address: string; oauthRequest?: string | undefined }): Promise<{ loginId: string; authorizationUrl: string; expiresAt: string }> {
+    return this.login.audited({ address: input.address, method: input.oauthRequest ? "oauth" : "sso", provider: input.provider }, async () => {
+      const redirectUri = input.oauthRequest ? input.redirectUri : validateLoopbackRedirect(input.redirectUri);
       const provider = await this.providers.get(input.provider);
       const discovery = await this.relyingParty.discover(provider.issuer);
-      const pending = { id: `sl-${randomBytes(12).toString("hex")}`, provider: provider.name, state: random(), nonce: random(), code_verifier: random(), redirect_uri: redirectUri, expires_at: this.now() + LOGIN_TTL_MS };
+      const pending = {
+        id: `sl-${randomBytes(12).toString("hex")}`,
+        provider: provider.name,
+        state: random(),
+        nonce: random(),
+        code_verifier: random(),
+        redirect_uri: redirectUri,
+        expires_at: this.now() + LOGIN_TTL_MS,
+        oauth_request: input.oauthRequest ?? null,
+      };
       await this.store.db.deleteFrom("sso_logins").where("expires_at", "<", this.now()).execute();
       await this.store.db.insertInto("sso_logins").values(pending).execute();
       return {
@@ -62,18 +76,20 @@ export class SsoLoginService {
     });
   }
 
-  async finish(input: { loginId: string; state: string; code: string; csr: string; ttlSeconds?: number | undefined; address: string }): Promise<UserCredential> {
-    const attempt = { address: input.address, method: "sso" as const };
-    const csr = await this.login.parseCsrOrFail(input.csr, { user: "", ...attempt });
-    // Taken and deleted in one step: a login id (and its code verifier) is good for one finish only.
-    const pending = await this.store.transaction(async (tx) => {
-      const row = await tx.selectFrom("sso_logins").selectAll().where("id", "=", input.loginId).executeTakeFirst();
-      if (row) await tx.deleteFrom("sso_logins").where("id", "=", input.loginId).execute();
+  /** Takes a pending login, by id (CLI) or by state (browser callback), and deletes it: good for one finish only. */
+  private take(by: { id: string } | { state: string }): Promise<SsoLoginTable | undefined> {
+    return this.store.transaction(async (tx) => {
+      const query = tx.selectFrom("sso_logins").selectAll();
+      const row = await ("id" in by ? query.where("id", "=", by.id) : query.where("state", "=", by.state)).executeTakeFirst();
+      if (row) await tx.deleteFrom("sso_logins").where("id", "=", row.id).execute();
       return row;
     });
-    const providerName = pending?.provider;
-    const { principal, identity } = await this.login.audited({ ...attempt, provider: providerName }, async () => {
-      if (!pending || pending.expires_at <= this.now()) throw new LoginFailure("sso_failed", new MandateError("LOGIN_FAILED", "SSO login failed: unknown or expired login; run `mandate login --sso` again"));
+  }
+
+  /** The provider's answer to a pending login, checked and mapped to a user who may log in. */
+  private async authenticatePending(pending: SsoLoginTable | undefined, input: { state: string; code: string; address: string; method: LoginMethod }) {
+    return this.login.audited({ address: input.address, method: input.method, provider: pending?.provider }, async () => {
+      if (!pending || pending.expires_at <= this.now()) throw new LoginFailure("sso_failed", new MandateError("LOGIN_FAILED", "SSO login failed: unknown or expired login; start again"));
       if (!sameString(pending.state, input.state)) throw new LoginFailure("sso_failed", new MandateError("LOGIN_FAILED", "SSO login failed: state does not match this login"));
       const provider = await this.providers.get(pending.provider);
       const discovery = await this.relyingParty.discover(provider.issuer);
@@ -88,14 +104,37 @@ export class SsoLoginService {
         throw error;
       }
       const principal = await this.login.assertMayLogIn(provisioned.user.name, input.address);
-      return { principal, identity: { ...mapped, created: provisioned.created } };
+      return { principal, provider: provider.name, identity: { ...mapped, created: provisioned.created } };
     });
+  }
+
+  /**
+   * The browser's return from the provider to the OAuth login page's SSO button: the
+   * person is authenticated; the caller turns that into an authorization code.
+   */
+  async finishForOAuth(input: { state: string; code: string; address: string }): Promise<{ principal: UserPrincipal; oauthRequest: string; provider: string }> {
+    const pending = await this.take({ state: input.state.slice(0, 256) });
+    if (pending && !pending.oauth_request) throw new MandateError("LOGIN_FAILED", "this SSO login belongs to `mandate login`, not to a browser sign-in");
+    const { principal, provider } = await this.authenticatePending(pending, { ...input, method: "oauth" });
+    return { principal, oauthRequest: pending!.oauth_request!, provider };
+  }
+
+  async finish(input: { loginId: string; state: string; code: string; csr: string; ttlSeconds?: number | undefined; address: string }): Promise<UserCredential> {
+    const csr = await this.login.parseCsrOrFail(input.csr, { user: "", address: input.address, method: "sso" });
+    const pending = await this.take({ id: input.loginId });
+    if (pending?.oauth_request) throw new MandateError("LOGIN_FAILED", "this SSO login belongs to a browser sign-in, not to `mandate login`");
+    const { principal, provider, identity } = await this.authenticatePending(pending, { ...input, method: "sso" });
     return this.login.issueCertificate(principal, csr, {
       method: "sso",
       address: input.address,
       ttlSeconds: input.ttlSeconds,
-      provider: providerName,
+      provider,
       details: { subject: identity.subject, groups: identity.matchedGroups, provisioned: identity.created },
     });
+  }
+
+  /** Provider names for the OAuth login page's buttons. */
+  async providerNames(): Promise<string[]> {
+    return (await this.providers.list()).map((p) => p.name);
   }
 }
