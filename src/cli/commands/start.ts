@@ -19,6 +19,8 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--svid-ttl <duration>", "X509-SVID lifetime", "1h")
     .option("--jwt-ttl <duration>", "default JWT-SVID lifetime", "5m")
     .option("--join-token-ttl <duration>", "default join token lifetime", "30m")
+    .option("--user-cert-ttl <duration>", "default lifetime of the user certificate `mandate login` gives", "8h")
+    .option("--user-cert-max-ttl <duration>", "the longest `mandate login --ttl` may ask for", "12h")
     .option("--log-level <level>", "fatal|error|warn|info|debug", "warn")
     .option("--audit-retention <duration>", "prune audit events older than this (e.g. 90d), up to the last signed checkpoint")
     .option("--audit-export-dir <dir>", "also write the audit log as rotating JSON Lines files here")
@@ -54,6 +56,7 @@ Examples:
         svidTtlMs,
         jwtTtlMs: parseDuration(opts.jwtTtl as string, "--jwt-ttl"),
         joinTokenTtlMs: parseDuration(opts.joinTokenTtl as string, "--join-token-ttl"),
+        users: userCertificateLifetimes(opts.userCertTtl as string, opts.userCertMaxTtl as string),
         logLevel: opts.logLevel as string,
         auditExportDir: opts.auditExportDir as string | undefined,
         auditRetentionMs: opts.auditRetention ? parseDuration(opts.auditRetention as string, "--audit-retention") : undefined,
@@ -89,4 +92,11 @@ Examples:
 function parseDurability(value: string | undefined): "all" | "writes" | undefined {
   if (value === undefined || value === "all" || value === "writes") return value;
   throw new MandateError("INVALID_ARGUMENT", `--db-audit-durability must be writes or all, not ${JSON.stringify(value)}`);
+}
+
+function userCertificateLifetimes(ttl: string, maxTtl: string): { certTtlMs: number; certMaxTtlMs: number } {
+  const certTtlMs = parseDuration(ttl, "--user-cert-ttl");
+  const certMaxTtlMs = parseDuration(maxTtl, "--user-cert-max-ttl");
+  if (certTtlMs > certMaxTtlMs) throw new MandateError("INVALID_ARGUMENT", "--user-cert-ttl is longer than --user-cert-max-ttl");
+  return { certTtlMs, certMaxTtlMs };
 }
