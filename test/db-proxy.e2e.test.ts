@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
+import { execFile } from "node:child_process";
+import { mandate } from "./helpers/cli.js";
 import { applyDbRoles, directClient, proxyClient, proxyConnString, psql, registerDatabase } from "./helpers/db.js";
 import type { ControlPlane } from "../src/server/index.js";
 
@@ -60,6 +62,47 @@ describe("psql through the proxy", () => {
     expect(r.stderr).toBe("");
     expect(r.stdout).toBe("DELETE 0");
   });
+});
+
+describe("pgbench and locks", () => {
+  test("pgbench -S through the proxy completes without errors", async () => {
+    const direct = directClient();
+    await direct.connect();
+    const exists = await direct.query("SELECT 1 FROM pg_database WHERE datname = 'mandate_pgbench_test'");
+    if (exists.rowCount === 0) await direct.query("CREATE DATABASE mandate_pgbench_test");
+    await direct.end();
+    const run = (args: string[]) =>
+      new Promise<{ code: number; out: string }>((resolve) =>
+        execFile("pgbench", args, { timeout: 60_000 }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, out: stdout + stderr })),
+      );
+    const init = await run(["-i", "-s", "1", "-q", "-h", "127.0.0.1", "-U", "postgres", "mandate_pgbench_test"]);
+    expect(init.code, init.out).toBe(0);
+    await plane.context.db!.registry.add({ name: "pgb", host: "127.0.0.1", port: 5432, database: "mandate_pgbench_test", defaultUser: "postgres", users: { postgres: null }, sslMode: "disable", labels: {} }, "test");
+    const conn = proxyConnString(plane, admin, "pgb");
+    const bench = await run(["-S", "-n", "-c", "4", "-j", "2", "-T", "3", conn]);
+    expect(bench.code, bench.out).toBe(0);
+    expect(bench.out).toMatch(/number of failed transactions: 0 /);
+    const processed = Number(/actually processed: (\d+)/.exec(bench.out)?.[1] ?? 0);
+    expect(processed).toBeGreaterThan(100);
+    // The read-only agent's role names the orders database only.
+    const refused = await run(["-S", "-n", "-c", "1", "-t", "5", proxyConnString(plane, reader, "pgb")]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.out).toContain("permission denied by Mandate");
+  }, 90_000);
+
+  test("locking the agent ends its open connection and refuses new ones", async () => {
+    const victim = await joinTestAgent(plane, "reader-locked", { roles: ["db-reader"] });
+    const client = proxyClient(plane, victim, "orders");
+    client.on("error", () => undefined);
+    await client.connect();
+    expect((await client.query("SELECT 1 AS ok")).rows).toEqual([{ ok: 1 }]);
+    const ended = new Promise<void>((resolve) => client.once("end", () => resolve()));
+    const lock = await mandate("locks", "add", "--agent", "reader-locked", "--reason", "test", "--data-dir", plane.dataDir);
+    expect(lock.code, lock.stderr).toBe(0);
+    await ended;
+    const again = await psql(proxyConnString(plane, victim, "orders"), "SELECT 1");
+    expect(again.stderr).toMatch(/lock/i);
+  }, 30_000);
 });
 
 describe("audit", () => {

@@ -163,6 +163,9 @@ export class DbListener {
       let caller: AuthenticatedCaller;
       try {
         caller = this.options.verifyPeer(tls);
+        // A locked identity is refused at login, not only at its first statement.
+        this.options.deps.locks.assertFresh();
+        this.options.deps.locks.assertNotLocked({ spiffeId: caller.spiffeId, agent: caller.agent, serialHex: caller.serialHex });
       } catch (error) {
         clearTimeout(timer);
         this.options.deps.journal.record({

@@ -7,14 +7,18 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from
  * iteration count, so reconnects do not pay PBKDF2's deliberate cost each time.
  */
 export class ScramClient {
-  private readonly clientNonce = randomBytes(18).toString("base64");
   private clientFirstBare = "";
   private expectedServerSignature: Buffer | undefined;
 
-  constructor(private readonly password: string) {}
+  /** `user` and `clientNonce` are for test vectors; PostgreSQL takes the user from the startup packet. */
+  constructor(
+    private readonly password: string,
+    private readonly user = "",
+    private readonly clientNonce = randomBytes(18).toString("base64"),
+  ) {}
 
   clientFirstMessage(): string {
-    this.clientFirstBare = `n=,r=${this.clientNonce}`;
+    this.clientFirstBare = `n=${this.user},r=${this.clientNonce}`;
     return `n,,${this.clientFirstBare}`;
   }
 
