@@ -207,35 +207,54 @@ function checkScopes(e: Evaluation): Refusal | undefined {
   return undefined;
 }
 
-function checkScope(link: DelegationLink, e: Evaluation): Refusal | undefined {
-  const scope = link.scope;
-  for (const unit of e.units) {
-    for (const pattern of scope.deny) {
-      if (matchPattern(pattern, unit.string, true)) return { layer: "delegation", reason: `denied: delegation ${link.id} denies ${unit.string} (${pattern})`, policyIds: [`delegation:${link.id}/deny:${pattern}`] };
-    }
-    const allowed = scope.allow.find((p) => matchPattern(p, unit.string, false));
-    if (allowed === undefined) return { layer: "delegation", reason: `denied: delegation ${link.id} does not allow ${unit.string}`, policyIds: [`delegation:${link.id}`] };
-    e.policyIds.push(`delegation:${link.id}/allow:${allowed}`);
-    const approval = scope.requireApproval.find((p) => matchPattern(p, unit.string, true));
-    if (approval !== undefined) {
-      const rule = `delegation:${link.id}/require_approval:${approval}`;
-      e.approvals.push({ rule, policyId: rule, reason: `approval required: delegation ${link.id} requires approval for ${unit.string} (${approval})` });
-    }
-  }
-  if (scope.maxSpendUsd !== undefined && e.request.resource.kind === "llm") e.obligations.push({ kind: "max_spend", usd: scope.maxSpendUsd, delegationId: link.id });
-  e.reasons.push(`allowed: delegation ${link.id} allows ${e.subject}`);
-  return undefined;
+interface CompiledScope {
+  allow: Glob[];
+  deny: Glob[];
+  requireApproval: Glob[];
 }
 
+/** Scopes are compiled once per scope object (the delegation layer keeps its resolved grants in memory). */
+const compiledScopes = new WeakMap<DelegationLink["scope"], CompiledScope>();
+
 /** Scope patterns come from verified grants; one that does not compile fails closed: it allows nothing and denies (or demands approval for) everything. */
-function matchPattern(pattern: string, subject: string, whenInvalid: boolean): boolean {
-  let glob: Glob;
-  try {
-    glob = cachedGlob(pattern);
-  } catch {
-    return whenInvalid;
+function compileScopePatterns(patterns: string[], whenInvalid: "all" | "none"): Glob[] {
+  const out: Glob[] = [];
+  for (const pattern of Array.isArray(patterns) ? patterns : []) {
+    try {
+      out.push(cachedGlob(pattern));
+    } catch {
+      if (whenInvalid === "all") out.push(cachedGlob("**"));
+    }
   }
-  return globMatches(glob, subject);
+  return out;
+}
+
+function compiledScope(scope: DelegationLink["scope"]): CompiledScope {
+  let compiled = compiledScopes.get(scope);
+  if (!compiled) {
+    compiled = { allow: compileScopePatterns(scope.allow, "none"), deny: compileScopePatterns(scope.deny, "all"), requireApproval: compileScopePatterns(scope.requireApproval, "all") };
+    compiledScopes.set(scope, compiled);
+  }
+  return compiled;
+}
+
+function checkScope(link: DelegationLink, e: Evaluation): Refusal | undefined {
+  const scope = compiledScope(link.scope);
+  for (const unit of e.units) {
+    const denied = matchAny(scope.deny, unit.string);
+    if (denied) return { layer: "delegation", reason: `denied: delegation ${link.id} denies ${unit.string} (${denied.source})`, policyIds: [`delegation:${link.id}/deny:${denied.source}`] };
+    const allowed = matchAny(scope.allow, unit.string);
+    if (allowed === undefined) return { layer: "delegation", reason: `denied: delegation ${link.id} does not allow ${unit.string}`, policyIds: [`delegation:${link.id}`] };
+    e.policyIds.push(`delegation:${link.id}/allow:${allowed.source}`);
+    const approval = matchAny(scope.requireApproval, unit.string);
+    if (approval !== undefined) {
+      const rule = `delegation:${link.id}/require_approval:${approval.source}`;
+      e.approvals.push({ rule, policyId: rule, reason: `approval required: delegation ${link.id} requires approval for ${unit.string} (${approval.source})` });
+    }
+  }
+  if (link.scope.maxSpendUsd !== undefined && e.request.resource.kind === "llm") e.obligations.push({ kind: "max_spend", usd: link.scope.maxSpendUsd, delegationId: link.id });
+  e.reasons.push(`allowed: delegation ${link.id} allows ${e.subject}`);
+  return undefined;
 }
 
 function rolesOf(snapshot: PolicySnapshot, principal: Principal): CompiledRole[] {

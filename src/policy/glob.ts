@@ -31,7 +31,10 @@ export interface Glob {
   readonly chars: Uint16Array;
   /** fast paths decided at compile time */
   readonly exact: string | undefined;
+  /** `prefix**`: anything starting with prefix */
   readonly prefix: string | undefined;
+  /** `prefix*`: prefix, then anything without "/" */
+  readonly segmentPrefix: string | undefined;
 }
 
 /** Why `pattern` is not a usable glob, or undefined when it is. */
@@ -70,8 +73,10 @@ export function compileGlob(pattern: string): Glob {
   }
   const wild = kinds.findIndex((k) => k !== LIT);
   const exact = wild === -1 ? pattern : undefined;
-  const prefix = wild !== -1 && wild === kinds.length - 1 && kinds[wild] === GLOBSTAR ? pattern.slice(0, -2) : undefined;
-  return { source: pattern, kinds: Uint8Array.from(kinds), chars: Uint16Array.from(chars), exact, prefix };
+  const trailing = wild !== -1 && wild === kinds.length - 1 ? kinds[wild] : undefined;
+  const prefix = trailing === GLOBSTAR ? pattern.slice(0, -2) : undefined;
+  const segmentPrefix = trailing === STAR ? pattern.slice(0, -1) : undefined;
+  return { source: pattern, kinds: Uint8Array.from(kinds), chars: Uint16Array.from(chars), exact, prefix, segmentPrefix };
 }
 
 /** Reused state vectors: matching is synchronous, so one pair per process is enough. */
@@ -98,6 +103,7 @@ function addState(set: Uint8Array, kinds: Uint8Array, i: number): void {
 export function globMatches(glob: Glob, subject: string): boolean {
   if (glob.exact !== undefined) return glob.exact === subject;
   if (glob.prefix !== undefined) return subject.startsWith(glob.prefix);
+  if (glob.segmentPrefix !== undefined) return subject.startsWith(glob.segmentPrefix) && subject.indexOf("/", glob.segmentPrefix.length) === -1;
   const { kinds, chars } = glob;
   const m = kinds.length;
   ensureCapacity(m + 1);
