@@ -172,6 +172,25 @@ describe("the reference scenario: Alice delegates to deploy-auditor, through the
     await expect(anthropic.messages.create({ model: "claude-sonnet-4-5", max_tokens: 16, messages: [{ role: "user", content: "hi" }] })).rejects.toThrow(new RegExp(`delegation ${grantId} does not allow llm:claude-sonnet-4-5`));
   }, 60_000);
 
+  it("a model that needs approval: the LLM proxy's refusal names the access request; approved once, one request passes", async () => {
+    const made = await mandate("delegate", "--identity", alice, "--agent", "deploy-auditor", "--task", `${TASK}-llm`, "--ttl", "10m", "--allow", "llm:gpt-4.1-mini", "--require-approval", "llm:gpt-4.1-mini", "--format", "json");
+    expect(made.code, made.stderr).toBe(0);
+    const llmToken = (await mandate("delegations", "token", "--task", `${TASK}-llm`, "--credentials", agent.credentialDir)).stdout.trim();
+    const openai = openAiThroughProxy(plane, agent, `${await agent.jwtSvid()}~${llmToken}`);
+    const ask = () => openai.chat.completions.create({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "summarise the incident" }] });
+    const refused = await ask().then(
+      () => undefined,
+      (error: { status?: number; message: string }) => error,
+    );
+    expect(refused?.status).toBe(403);
+    const id = /access request (ar-[0-9a-f]{16})/.exec(refused!.message)?.[1];
+    expect(id, refused!.message).toBeDefined();
+    const approved = await mandate("requests", "approve", id!, "--identity", alice);
+    expect(approved.code, approved.stderr).toBe(0);
+    expect((await ask()).choices.length).toBeGreaterThan(0);
+    await expect(ask()).rejects.toThrow(/approval required/);
+  }, 60_000);
+
   it("a delegation token replayed by another agent is refused", async () => {
     const client = await connect(plane, intruder, token);
     try {

@@ -25,7 +25,7 @@ allow:
   delegate:
     - agents: ["deploy-*", "log-reader", "intruder"]
       max_ttl: 1h
-approve: ["mcp:k8s/*"]
+approve: ["mcp:k8s/*", "llm:*"]
 ---
 kind: role
 name: reader
