@@ -48,6 +48,9 @@ describe.skipIf(!base)("delegations across two control planes on one PostgreSQL"
     const created = await mandate("delegate", "--identity", alice, "--agent", "deploy-auditor", "--task", "cluster-task", "--ttl", "10m", "--allow", "mcp:k8s/read_*", "--format", "json");
     expect(created.code, created.stderr).toBe(0);
     const id = created.json().id;
+    // A grant made on A a moment ago can be exchanged at B at once.
+    const atB = await mandate("delegations", "token", "--task", "cluster-task", "--credentials", agent.credentialDir, "--auth-server", b.url);
+    expect(atB.code, atB.stderr).toBe(0);
     // The token is issued by A and verified by B: one signing key per trust domain, shared through the store.
     const token = (await mandate("delegations", "token", "--task", "cluster-task", "--credentials", agent.credentialDir)).stdout.trim();
     const ask = () =>

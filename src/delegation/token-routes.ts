@@ -120,7 +120,15 @@ async function exchange(deps: TokenRouteDeps, request: FastifyRequest, params: R
   const accepted = deps.audiences();
   const audience = params.audience === undefined ? [accepted[0]!] : [params.audience];
   if (!accepted.includes(audience[0]!)) throw new OAuthError("invalid_target", `audience ${JSON.stringify(audience[0]!.slice(0, 200))} is not one of this trust domain's proxies (${accepted.join(", ")})`);
-  const grant = selectGrant(deps, agent, params.resource);
+  let grant: Grant;
+  try {
+    grant = selectGrant(deps, agent, params.resource);
+  } catch (error) {
+    // A grant made a moment ago on another control plane may not be in this one's view yet.
+    if (!(error instanceof OAuthError) || error.error !== "invalid_grant") throw error;
+    await deps.delegations.registry.refresh(true);
+    grant = selectGrant(deps, agent, params.resource);
+  }
   let verified;
   try {
     verified = await deps.delegations.verifyGrant(grant.id, agent);

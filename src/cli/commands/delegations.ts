@@ -16,11 +16,11 @@ interface TokenResponse {
 }
 
 /** RFC 8693 token exchange over the agent's mTLS connection, form-encoded as the RFC says. */
-async function exchangeToken(dir: string, params: Record<string, string>): Promise<TokenResponse> {
+async function exchangeToken(dir: string, params: Record<string, string>, authServer?: string): Promise<TokenResponse> {
   const credentials = await readCredentials(dir);
   if (!credentials) throw new MandateError("UNAUTHENTICATED", `no agent credentials in ${dir}; run \`mandate daemon --out ${dir}\` first`);
   const body = new URLSearchParams({ grant_type: TOKEN_EXCHANGE, requested_token_type: JWT_TYPE, ...params }).toString();
-  const url = new URL("/v1/token", credentials.state.authServer);
+  const url = new URL("/v1/token", authServer ?? credentials.state.authServer);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, { method: "POST", ca: credentials.bundlePem, cert: credentials.svidPem, key: credentials.keyPem, headers: { "content-type": "application/x-www-form-urlencoded", "content-length": Buffer.byteLength(body) }, timeout: 15_000 }, (res) => {
       const chunks: Buffer[] = [];
@@ -92,12 +92,13 @@ export function registerDelegations(program: Command, io: Io): void {
     .option("--task <id>", "the task whose delegation to fetch")
     .option("--delegation <id>", "the delegation to fetch (instead of --task)")
     .option("--audience <aud>", "the proxy audience (default: this trust domain's proxies)")
+    .option("--auth-server <url>", "the control plane to ask (default: the one in the credential directory)")
     .addOption(new Option("--format <format>", "output format: the token alone, or the token endpoint's JSON response").choices(["text", "json"]).default("text"))
     .addHelpText("after", "\nExample:\n  export MANDATE_DELEGATION=$(mandate delegations token --task investigate-checkout-deploy --credentials ./agent-creds)\n  # present it as the X-Mandate-Delegation header, or as <jwt-svid>~<token> in an API-key slot")
-    .action(async (opts: { credentials: string; task?: string; delegation?: string; audience?: string; format: string }) => {
+    .action(async (opts: { credentials: string; task?: string; delegation?: string; audience?: string; authServer?: string; format: string }) => {
       if (opts.task && opts.delegation) throw new MandateError("INVALID_ARGUMENT", "pass --task or --delegation, not both");
       const resource = opts.delegation ? `urn:mandate:delegation:${opts.delegation}` : opts.task ? `urn:mandate:task:${opts.task}` : undefined;
-      const response = await exchangeToken(opts.credentials, { ...(resource ? { resource } : {}), ...(opts.audience ? { audience: opts.audience } : {}) });
+      const response = await exchangeToken(opts.credentials, { ...(resource ? { resource } : {}), ...(opts.audience ? { audience: opts.audience } : {}) }, opts.authServer);
       if (opts.format === "json") printJson(io, response);
       else io.out(response.access_token);
     });
