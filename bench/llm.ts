@@ -6,7 +6,8 @@ import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
 
 /**
  * LLM proxy overhead: the same requests to the fake provider directly, through Mandate
- * (mTLS with the agent's SVID, access gate, rate limits, a budget, durable audit record
+ * (mTLS with the agent's SVID, the real access gate over applied roles — and in one
+ * phase a delegation token verified and its grant checked — rate limits, a budget, durable audit record
  * before forwarding, usage/transcript/completion records after), and through the Portkey
  * gateway run locally from npm — each in its own process, in one run, at 1 and 100
  * concurrent clients. Non-streaming: p50/p99 to the last byte; streaming: time to first byte.
@@ -69,13 +70,13 @@ const fake = fork(here("./llm-fake.js"), [], { stdio: ["ignore", "pipe", "pipe",
 children.push(fake);
 const { url: fakeUrl } = await startChild(fake);
 
-const mandates: Record<string, { url: string; ca: string; cert: string; key: string }> = {};
+const mandates: Record<string, { url: string; ca: string; cert: string; key: string; delegation: string }> = {};
 for (const mode of ["durable", "concurrent"] as const) {
   // BENCH_PROFILE=DIR writes a CPU profile of each Mandate process there (on exit).
   const execArgv = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=mandate-${mode}.cpuprofile`] : [];
   const child = fork(here("./llm-mandate.js"), [], { execArgv, stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, FAKE_URL: fakeUrl!, FAKE_KEY, AUDIT_MODE: mode } });
   children.push(child);
-  mandates[mode] = (await startChild(child)) as { url: string; ca: string; cert: string; key: string };
+  mandates[mode] = (await startChild(child)) as { url: string; ca: string; cert: string; key: string; delegation: string };
 }
 
 const portkeyPort = await freePort();
@@ -88,6 +89,7 @@ const chat = (stream: boolean) => JSON.stringify({ model: "gpt-4.1-mini", messag
 const targets = {
   direct: { url: `${fakeUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}` } },
   mandate: { url: `${mandates.durable!.url}/llm/v1/chat/completions`, headers: {}, tls: { ca: mandates.durable!.ca, cert: mandates.durable!.cert, key: mandates.durable!.key } },
+  "mandate (delegation token)": { url: `${mandates.durable!.url}/llm/v1/chat/completions`, headers: { "x-mandate-delegation": mandates.durable!.delegation }, tls: { ca: mandates.durable!.ca, cert: mandates.durable!.cert, key: mandates.durable!.key } },
   "mandate (audit concurrent)": { url: `${mandates.concurrent!.url}/llm/v1/chat/completions`, headers: {}, tls: { ca: mandates.concurrent!.ca, cert: mandates.concurrent!.cert, key: mandates.concurrent!.key } },
   portkey: { url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}`, "x-portkey-provider": "openai", "x-portkey-custom-host": `${fakeUrl}/v1` } },
 } as const;

@@ -14,6 +14,8 @@ interface McpLoadSpec {
   tool: string;
   arguments: Record<string, unknown>;
   tls?: { ca: string; cert: string; key: string };
+  /** sent with every request, e.g. x-mandate-delegation */
+  headers?: Record<string, string>;
 }
 
 const spec = (await new Promise((resolve) => process.once("message", resolve))) as McpLoadSpec;
@@ -24,7 +26,7 @@ const agent = url.protocol === "https:" ? new https.Agent({ keepAlive: true, max
 function post(body: unknown, session?: string): Promise<{ status: number; session?: string; text: string }> {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = client.request(url, { method: "POST", agent, headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "content-length": Buffer.byteLength(payload), ...(session ? { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" } : {}) } }, (res) => {
+    const req = client.request(url, { method: "POST", agent, headers: { ...spec.headers, "content-type": "application/json", accept: "application/json, text/event-stream", "content-length": Buffer.byteLength(payload), ...(session ? { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" } : {}) } }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (text += c));

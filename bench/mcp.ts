@@ -6,15 +6,15 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readCredentials } from "../src/agent/index.js";
 import { runCli } from "../src/cli/index.js";
-import type { AccessGate } from "../src/policy/index.js";
 import { startControlPlane } from "../src/server/index.js";
+import { applyBenchRoles, benchDelegationToken, joinBenchAgent } from "./access.js";
 
 /**
  * MCP proxy overhead, in one run on one machine:
  *   A. tools/call to a Streamable HTTP server (server-everything), direct vs through Mandate
- *      (HTTPS, mTLS with a real agent SVID, access gate, durable audit intent per call);
+ *      (HTTPS, mTLS with a real agent SVID, the real access gate over applied roles — with
+ *      and without a delegation token — and a durable audit intent per call);
  *   B. the same stdio server exposed over Streamable HTTP by Mandate and by mcp-proxy (npm),
  *      the reference proxy that does no authorization and no audit;
  *   C. memory per idle 2025-era session.
@@ -62,18 +62,14 @@ interface LoadResult {
   p99: number;
 }
 
-function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }): Promise<LoadResult> {
+function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }, headers?: Record<string, string>): Promise<LoadResult> {
   const worker = fork(join(here, "mcp-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls });
+  worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls, headers });
   return new Promise((resolve, reject) => {
     worker.once("message", (m) => resolve(m as LoadResult));
     worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
   });
 }
-
-const allow: AccessGate = {
-  authorize: async (request) => ({ allow: true, reasons: ["allowed: bench policy"], obligations: [], policyIds: ["bench"], principal: { kind: "agent", name: request.caller.agent ?? "", spiffeId: request.caller.spiffeId, roles: [], labels: {} } }),
-};
 
 const quiet = { out: () => undefined, err: (t: string) => process.stderr.write(t) };
 const dataDir = await mkdtemp(join(tmpdir(), "mandate-bench-mcp-"));
@@ -96,15 +92,12 @@ try {
 
   async function startPlane(dir: string) {
     const started = await startControlPlane({ dataDir: dir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
-    started.context.access = allow;
     await runCli(["node", "mandate", "mcp", "servers", "add", "http", "--url", upstream, "--owner", "bench", "--data-dir", dir], quiet);
     await runCli(["node", "mandate", "mcp", "servers", "add", "stdio", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--owner", "bench", "--data-dir", dir], quiet);
-    const out: string[] = [];
-    await runCli(["node", "mandate", "agents", "add", "bench-agent", "--data-dir", dir, "--format", "json"], { out: (t) => out.push(t), err: quiet.err });
-    const creds = join(dir, "agent-creds");
-    await runCli(["node", "mandate", "daemon", "--auth-server", started.url, "--join-token", JSON.parse(out.join("")).token, "--out", creds, "--oneshot"], quiet);
-    const c = (await readCredentials(creds))!;
-    return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem } });
+    await applyBenchRoles(dir);
+    const { credentialDir, credentials: c } = await joinBenchAgent(dir, started.url, "bench-agent");
+    const delegation = await benchDelegationToken(dir, "bench-agent", credentialDir, ["mcp:*/echo"]);
+    return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem }, delegation: { "x-mandate-delegation": delegation } });
   }
 
   const line = (name: string, r: LoadResult, base?: LoadResult) =>
@@ -113,11 +106,13 @@ try {
   for (const concurrency of concurrencies) {
     const direct = await load(upstream, concurrency);
     const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls);
+    const delegated = await load(`${plane.url}/mcp/http`, concurrency, tls, plane.delegation);
     const referenceStdio = await load(reference, concurrency);
     const mandateStdio = await load(`${plane.url}/mcp/stdio`, concurrency, tls);
-    results[`c${concurrency}`] = { direct, mandate, referenceStdio, mandateStdio };
+    results[`c${concurrency}`] = { direct, mandate, delegated, referenceStdio, mandateStdio };
     rows.push(line(`A. direct to Streamable HTTP server, ${concurrency} client(s)`, direct));
     rows.push(line(`A. through Mandate (mTLS, gate, durable audit), ${concurrency}`, mandate, direct));
+    rows.push(line(`A. through Mandate with a delegation token, ${concurrency}`, delegated, direct));
     if (fast) {
       const onTmpfs = await load(`${fast.url}/mcp/http`, concurrency, fast.tls);
       (results[`c${concurrency}`] as Record<string, unknown>).mandateTmpfs = onTmpfs;
@@ -125,7 +120,7 @@ try {
     }
     rows.push(line(`B. stdio server via mcp-proxy (no auth, no audit), ${concurrency}`, referenceStdio));
     rows.push(line(`B. stdio server via Mandate (mTLS, gate, durable audit), ${concurrency}`, mandateStdio, referenceStdio));
-    for (const r of [direct, mandate, referenceStdio, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
+    for (const r of [direct, mandate, delegated, referenceStdio, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
   }
 
   // C. Idle sessions against the HTTP server: the proxy's own memory per session.
