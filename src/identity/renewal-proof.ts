@@ -45,8 +45,6 @@ export interface ParsedRenewalProof {
 
 const HEADER_KEYS = ["alg", "typ", "x5c"];
 const CLAIM_KEYS = ["aud", "sub", "iat", "instance", "generation", "serial", "csr"];
-const BASE64URL = /^[A-Za-z0-9_-]*$/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const SERIAL = /^[0-9a-f]{1,42}$/;
 const INSTANCE = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -67,9 +65,12 @@ export function signRenewalProof(privateKey: KeyObject, leafDer: Uint8Array, cla
   return `${signingInput}.${signature.toString("base64url")}`;
 }
 
-/** Strict base64url: the alphabet, no padding, and the canonical encoding of what it decodes to. */
+/**
+ * Strict base64url: exactly the canonical encoding of what it decodes to. Node's decoder
+ * skips what it cannot read and accepts both alphabets and padding; the round trip
+ * refuses all of that (no second text may mean the same bytes).
+ */
 function base64url(part: string, what: string): Buffer {
-  if (!BASE64URL.test(part)) throw invalid(`${what} is not base64url`);
   const bytes = Buffer.from(part, "base64url");
   if (bytes.toString("base64url") !== part) throw invalid(`${what} is not canonical base64url`);
   return bytes;
@@ -118,9 +119,9 @@ export function parseRenewalProof(input: unknown): ParsedRenewalProof {
   const x5c = header.x5c;
   if (!Array.isArray(x5c) || x5c.length !== 1 || typeof x5c[0] !== "string") throw invalid("x5c must hold exactly the presented leaf certificate");
   const leafText = x5c[0];
-  if (leafText.length === 0 || !BASE64.test(leafText)) throw invalid("x5c[0] is not base64");
+  // Standard base64 with padding (RFC 7515 §4.1.6), canonical by the same round trip.
   const leafDer = Buffer.from(leafText, "base64");
-  if (leafDer.toString("base64") !== leafText) throw invalid("x5c[0] is not canonical base64");
+  if (leafText.length === 0 || leafDer.toString("base64") !== leafText) throw invalid("x5c[0] is not canonical base64");
 
   const claims = jsonObject(base64url(payloadPart, "payload"), "payload");
   exactKeys(claims, CLAIM_KEYS, "payload");

@@ -120,6 +120,14 @@ class CryptoWorker {
   }
 }
 
+/**
+ * A copy with its own exact-size buffer. Posting a view clones its whole backing buffer:
+ * a Buffer sliced from node's 8 KiB pool, or from a request body, would travel entire.
+ */
+function exact(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
 export class SignatureVerifierPool {
   private readonly workers: CryptoWorker[];
 
@@ -136,12 +144,12 @@ export class SignatureVerifierPool {
 
   /** Verifies `signature` over `data` with the key in `spkiDer` (DER SubjectPublicKeyInfo). */
   async verify(hash: string | null, spkiDer: Uint8Array, data: Uint8Array, signature: Uint8Array, options: { p1363?: boolean } = {}): Promise<boolean> {
-    return (await this.submit({ message: { hash, spki: spkiDer, data, signature, p1363: options.p1363 === true } })) === true;
+    return (await this.submit({ message: { hash, spki: exact(spkiDer), data: exact(data), signature: exact(signature), p1363: options.p1363 === true } })) === true;
   }
 
   /** A SHA-256 signature (DER-encoded for ECDSA) by `privateKey`, which each worker keeps under `keyId` after its first use. */
   async sign(keyId: string, privateKey: KeyObject, data: Uint8Array): Promise<Buffer> {
-    const result = await this.submit({ message: { keyId, data }, signingKey: privateKey });
+    const result = await this.submit({ message: { keyId, data: exact(data) }, signingKey: privateKey });
     if (!(result instanceof Uint8Array)) throw new MandateError("CA_UNAVAILABLE", "signing failed in the signature worker");
     return Buffer.from(result.buffer, result.byteOffset, result.byteLength);
   }

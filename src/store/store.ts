@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { open, stat, unlink } from "node:fs/promises";
-import { syncFileData } from "./wal-sync.js";
+import { FileDataSync } from "./wal-sync.js";
 import { join, resolve } from "node:path";
 import BetterSqlite3 from "better-sqlite3";
 import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction, sql } from "kysely";
@@ -28,6 +28,7 @@ export class Store {
   private readonly groupCommit: GroupCommit<StoreTx>;
   /** Set when a WAL sync failed: what the page cache holds can no longer be trusted to reach the disk. */
   private syncFailure: MandateError | undefined;
+  private readonly wal: FileDataSync | undefined;
 
   private constructor(
     readonly db: Kysely<Database>,
@@ -36,6 +37,7 @@ export class Store {
     readonly location: string,
     private readonly guard: SqliteFileGuard | undefined,
   ) {
+    this.wal = kind === "sqlite" ? new FileDataSync(`${location}-wal`) : undefined;
     this.groupCommit =
       kind === "sqlite"
         ? // Batches commit with synchronous=NORMAL (no fsync on the event loop), and are acknowledged
@@ -59,7 +61,7 @@ export class Store {
 
   private async syncWal(): Promise<void> {
     try {
-      await syncFileData(`${this.location}-wal`);
+      await this.wal!.sync();
     } catch (error) {
       this.syncFailure ??= new MandateError("STORE_UNAVAILABLE", `the database's write-ahead log could not be synced to disk (${(error as Error).message}); restart the control plane`, { cause: error });
       throw this.syncFailure;
@@ -207,6 +209,7 @@ export class Store {
   async close(): Promise<void> {
     this.guard?.stop();
     await this.groupCommit.drain();
+    this.wal?.close();
     await this.db.destroy();
   }
 }

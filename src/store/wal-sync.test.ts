@@ -7,13 +7,14 @@ import { isMandateError } from "../errors/index.js";
 const syncs = vi.hoisted(() => ({ calls: [] as string[], fail: undefined as Error | undefined }));
 vi.mock("./wal-sync.js", async (importOriginal) => {
   const original = await importOriginal<typeof import("./wal-sync.js")>();
-  return {
-    syncFileData: async (path: string) => {
-      syncs.calls.push(path);
+  class RecordingSync extends original.FileDataSync {
+    override async sync(): Promise<void> {
+      syncs.calls.push(this.path);
       if (syncs.fail) throw syncs.fail;
-      return original.syncFileData(path);
-    },
-  };
+      return super.sync();
+    }
+  }
+  return { FileDataSync: RecordingSync };
 });
 const { Store } = await import("./store.js");
 
