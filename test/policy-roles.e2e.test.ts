@@ -158,6 +158,25 @@ for (const backend of await availableBackends()) {
       expect(refused.stderr).toMatch(/bad\.yaml:6: .*invalid glob/);
     });
 
+    it("refuses callers without the admin identity on every route", async () => {
+      for (const [method, url, payload] of [
+        ["POST", "/v1/roles", { yaml: WRITER.replace("writer", "sneaky") }],
+        ["GET", "/v1/roles", undefined],
+        ["GET", "/v1/roles/writer", undefined],
+        ["DELETE", "/v1/roles/writer", undefined],
+        ["GET", "/v1/allowlist", undefined],
+        ["POST", "/v1/allowlist", { pattern: "mcp:**", effect: "deny" }],
+        ["PUT", "/v1/allowlist", { allow: [], deny: ["**"] }],
+        ["DELETE", "/v1/allowlist?pattern=x&effect=allow", undefined],
+      ] as const) {
+        const answer = await plane.app.inject({ method, url, ...(payload ? { payload } : {}) });
+        expect([401, 403], `${method} ${url}: ${answer.statusCode}`).toContain(answer.statusCode);
+      }
+      const listed = await cli("roles", "ls", "--format", "json");
+      expect(listed.json().map((r: { name: string }) => r.name)).not.toContain("sneaky");
+      expect((await cli("allowlist", "ls", "--format", "json")).json().effective.deny).toEqual([]);
+    });
+
     it("teaches in --help", async () => {
       const help = await mandate("roles", "apply", "--help");
       expect(help.stdout).toMatch(/require_approval/);
