@@ -81,6 +81,19 @@ export class AccessRequests {
     return undefined;
   }
 
+  /** A recent refusal of exactly this call: asking again within the pending lifetime gets the same answer, not a new request. */
+  async recentDenial(key: RequestKey): Promise<AccessRequestRecord | undefined> {
+    const row = await this.store.db
+      .selectFrom("access_requests")
+      .selectAll()
+      .where("match_key", "=", matchKey(key))
+      .where("status", "=", "denied")
+      .where("decided_at", ">", this.now() - PENDING_TTL_MS)
+      .orderBy("decided_at", "desc")
+      .executeTakeFirst();
+    return row ? toRecord(row) : undefined;
+  }
+
   /** The pending request for this call, created if there is none; `created` tells which. */
   async pending(key: RequestKey, rule: string, notAfter: number): Promise<{ record: AccessRequestRecord; created: boolean }> {
     const t = this.now();

@@ -354,7 +354,9 @@ describe("approvals through the gate", () => {
     const ask = () => h.layer.gate.authorize(h.request("deploy-auditor", "mcp:k8s/rollback", token, {}));
     const id = (await ask()).accessRequest!.id;
     await h.layer.requests.decide(id, { approve: false, by: "user:alice", reason: "not now", mode: "once", notAfter: g.expiresAt });
-    expect((await ask()).allow).toBe(false);
+    const again = await ask();
+    expect(again).toMatchObject({ allow: false, deniedBy: "approval", accessRequest: { id, status: "denied" } });
+    expect(again.reasons[0]).toMatch(/was denied by user:alice \(not now\)/);
     await expect(h.layer.requests.decide(id, { approve: true, by: "user:alice", reason: null, mode: "once", notAfter: g.expiresAt })).rejects.toMatchObject({ code: "CONFLICT" });
   });
 

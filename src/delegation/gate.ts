@@ -115,6 +115,10 @@ async function approvalStep(
       accessRequest: { id: approved.id, status: "approved" },
     };
   }
+  const refused = await o.requests.recentDenial(key);
+  if (refused) {
+    return { ...base, reasons: [`denied: access request ${refused.id} for this call was denied by ${refused.decidedBy}${refused.decisionReason ? ` (${refused.decisionReason})` : ""}`, ...base.reasons], accessRequest: { id: refused.id, status: "denied" } };
+  }
   const { record, created } = await o.requests.pending(key, approval.rule, delegation?.summary.expiresAt ?? Number.MAX_SAFE_INTEGER);
   if (created) {
     await o.audit.append({
