@@ -170,6 +170,39 @@ const ROWS: Row[] = [
     deniedBy: "input",
   },
   {
+    name: "a grant whose delegator was disabled",
+    async run(h) {
+      const g = await grant(h, { allow: ["mcp:k8s/read_*"], deny: [], requireApproval: [] }, 30 * 60_000, CAROL);
+      const token = await h.tokenFor(g.id, "deploy-auditor");
+      h.people.carol!.disabled = true;
+      h.clock.offsetMs = 1500; // past the one-second principal cache
+      try {
+        return await h.layer.gate.authorize(h.request("deploy-auditor", "mcp:k8s/read_logs", token));
+      } finally {
+        h.people.carol!.disabled = false;
+      }
+    },
+    allow: false,
+    deniedBy: "delegation",
+    reason: /carol is disabled/,
+  },
+  {
+    name: "a person calling a proxy directly: their own roles decide",
+    run: (h) => h.layer.gate.authorize({ ...h.request("deploy-auditor", "mcp:k8s/read_logs"), caller: { kind: "user", spiffeId: ALICE.spiffeId, user: "alice", via: "mtls", notAfter: new Date(h.now() + 60_000) } }),
+    allow: true,
+  },
+  {
+    name: "a person presenting an agent's delegation token",
+    async run(h) {
+      const g = await grant(h);
+      const token = await h.tokenFor(g.id, "deploy-auditor");
+      return h.layer.gate.authorize({ ...h.request("deploy-auditor", "mcp:k8s/read_logs", token), caller: { kind: "user", spiffeId: ALICE.spiffeId, user: "alice", via: "mtls", notAfter: new Date(h.now() + 60_000) } });
+    },
+    allow: false,
+    deniedBy: "delegation",
+    reason: /issued to .*deploy-auditor but presented by .*user\/alice/,
+  },
+  {
     name: "a sub-delegation: the child agent acts within the narrowed scope",
     async run(h) {
       const parent = await grant(h);

@@ -64,6 +64,8 @@ export interface GateHarness {
   audit: StoreAuditLog;
   authority: TrustDomainAuthority;
   clock: { offsetMs: number };
+  /** the user registry's contents (tests may disable someone) */
+  people: Record<string, { name: string; roles: string[]; labels: Record<string, string>; disabled: boolean }>;
   now: () => number;
   caller(agent: string): AuthenticatedCaller;
   request(agent: string, resource: string, token?: string, args?: Record<string, unknown>): GateRequest;
@@ -97,6 +99,7 @@ export async function startGateHarness(): Promise<GateHarness> {
     audit,
     authority,
     clock,
+    people,
     now,
     caller,
     request(agent, resource, token, args) {
