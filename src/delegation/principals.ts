@@ -39,7 +39,7 @@ export class PrincipalResolver {
     const key = `${kind}:${name}`;
     const hit = this.cache.get(key);
     const t = this.now();
-    if (hit && t - hit.at < CACHE_MS) return hit.principal;
+    if (hit && t >= hit.at && t - hit.at < CACHE_MS) return hit.principal;
     const principal = kind === "agent" ? await this.agent(name) : await this.user(name);
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { at: t, principal });
