@@ -5,13 +5,23 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
+import { usePolicy } from "./helpers/access.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { EVERYTHING_BIN, TestGate, fetchWithTls } from "./helpers/mcp.js";
+import { EVERYTHING_BIN, eventually, fetchWithTls } from "./helpers/mcp.js";
 import { type TestUser, addTestUser } from "./helpers/users.js";
 import { startOidcLoginProvider } from "./helpers/oidc-login.js";
 
 const REDIRECT = "http://127.0.0.1:53682/callback";
+
+/** People with sre may use the MCP servers (alice locally, erin through the SSO role map). */
+const ROLES = `
+kind: role
+name: sre
+allow:
+  mcp:
+    - servers: ["**"]
+`;
 
 /** An MCP client's OAuth state, kept in memory; "the browser" is the test. */
 class HeadlessProvider implements OAuthClientProvider {
@@ -46,7 +56,6 @@ class HeadlessProvider implements OAuthClientProvider {
 
 describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its authorization server", () => {
   let plane: ControlPlane;
-  let gate: TestGate;
   let alice: TestUser;
   let tlsFetch: typeof fetch;
 
@@ -83,8 +92,7 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
 
   beforeAll(async () => {
     plane = await startTestControlPlane();
-    gate = new TestGate();
-    plane.context.access = gate;
+    await usePolicy(plane, ROLES);
     tlsFetch = fetchWithTls({ ca: plane.context.authority.x509AuthoritiesPem() });
     expect((await mandate("mcp", "servers", "add", "everything", "--command", `node ${EVERYTHING_BIN} stdio`, "--owner", "alice", "--data-dir", plane.dataDir)).code).toBe(0);
     alice = await addTestUser(plane.dataDir, "alice", ["sre"]);
@@ -141,9 +149,12 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
     const result = await client.callTool({ name: "echo", arguments: { message: "hello from a person" } });
     expect(JSON.stringify(result.content)).toContain("hello from a person");
     await client.close();
-    const caller = gate.requests.at(-1)!.caller;
-    expect(caller).toMatchObject({ kind: "user", user: "alice", spiffeId: `spiffe://${plane.context.authority.trustDomain}/user/alice`, via: "oauth" });
-    expect(gate.requests.at(-1)!.delegationToken).toBeUndefined();
+    // Decided for alice herself (her role, no delegation), named by the OAuth token alone.
+    const call = (await plane.context.audit.list({ type: "mcp.tool.call" })).find((e) => e.target?.name === "echo" && e.code === "INTENT")!;
+    expect(call.actor).toMatchObject({ kind: "user", user: "alice", spiffeId: `spiffe://${plane.context.authority.trustDomain}/user/alice` });
+    expect(call.decision).toMatchObject({ allow: true });
+    expect(call.decision!.reasons.join("\n")).toContain("allowed: role sre of user alice allows mcp:everything/echo");
+    expect(call.delegation).toBeUndefined();
     const events = await plane.context.audit.list({ limit: 500 });
     const types = new Set(events.map((e) => e.type));
     for (const type of ["oauth.client.register", "oauth.authorize", "oauth.token"]) expect(types).toContain(type);
@@ -254,7 +265,11 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
       await client.connect(new StreamableHTTPClientTransport(new URL(`${plane.url}/mcp/everything`), { fetch: tlsFetch, requestInit: { headers: { authorization: `Bearer ${access_token}` } } }));
       await client.listTools();
       await client.close();
-      expect(gate.requests.at(-1)!.caller).toMatchObject({ kind: "user", user: "erin", via: "oauth" });
+      // The listing is recorded as erin's, named by the OAuth token of the SSO sign-in (list records are written shortly after).
+      await eventually(async () => {
+        const listed = (await plane.context.audit.list({ type: "mcp.tool.list" })).find((e) => e.actor.user === "erin");
+        expect(listed?.actor).toMatchObject({ kind: "user", user: "erin", spiffeId: `spiffe://${plane.context.authority.trustDomain}/user/erin` });
+      });
       expect(await plane.context.users!.get("erin")).toMatchObject({ roles: ["sre"] });
       const authorized = (await plane.context.audit.list({ type: "oauth.authorize", limit: 50 })).find((e) => e.actor.user === "erin");
       expect(authorized?.details).toMatchObject({ method: "sso", provider: "corp" });
