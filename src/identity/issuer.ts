@@ -1,6 +1,7 @@
 import type { AuditEventInput, AuditLog } from "../audit/index.js";
 import { MandateError } from "../errors/index.js";
 import type { Store, StoreTx } from "../store/index.js";
+import { prepareQuery } from "../store/prepared.js";
 import type { TrustDomainAuthority } from "./authority.js";
 import { type ParsedCsr, assertCsrRequestsOnly, verifyCsr } from "./csr.js";
 import type { SignatureVerifierPool } from "./signature-pool.js";
@@ -56,6 +57,20 @@ export class X509SvidIssuer {
     private readonly verifierPool?: SignatureVerifierPool,
   ) {}
 
+  private readonly insertIssued = prepareQuery(["serial", "spiffeId", "agent", "instance", "authority", "notAfter", "issuedAt", "generation", "digest"], (v) =>
+    this.store.db.insertInto("issued_svids").values({
+      serial: v.serial,
+      spiffe_id: v.spiffeId,
+      agent_name: v.agent,
+      instance_id: v.instance,
+      authority_id: v.authority,
+      not_after: v.notAfter,
+      issued_at: v.issuedAt,
+      generation: v.generation,
+      cert_sha256: v.digest,
+    }),
+  );
+
   /** Proof of possession, off the event loop when a verifier pool is configured. */
   verifyCsr(csr: ParsedCsr): Promise<void> {
     return verifyCsr(csr, this.verifierPool);
@@ -97,21 +112,18 @@ export class X509SvidIssuer {
     await this.store.writeDurably(async (tx) => {
       refused = await input.claim?.(tx, { serialHex, notAfter: notAfter.getTime() });
       if (refused) return;
-      await tx
-        .insertInto("issued_svids")
-        .values({
-          serial: serialHex,
-          spiffe_id: input.spiffeId,
-          agent_name: input.agentName,
-          instance_id: input.instanceId,
-          authority_id: signer.authorityId,
-          not_after: notAfter.getTime(),
-          issued_at: t,
-          generation: input.generation ?? null,
-          // A renewal proof presents this certificate back; the digest shows it is one we issued.
-          cert_sha256: createHash("sha256").update(certDer).digest("hex"),
-        })
-        .execute();
+      await this.insertIssued(tx, {
+        serial: serialHex,
+        spiffeId: input.spiffeId,
+        agent: input.agentName,
+        instance: input.instanceId,
+        authority: signer.authorityId,
+        notAfter: notAfter.getTime(),
+        issuedAt: t,
+        generation: input.generation ?? null,
+        // A renewal proof presents this certificate back; the digest shows it is one we issued.
+        digest: createHash("sha256").update(certDer).digest("hex"),
+      });
       await input.writes?.(tx, { serialHex, notAfter: notAfter.getTime() });
       await this.audit.appendInTransaction(tx, event);
     });

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { AuditActor, AuditLog } from "../audit/index.js";
 import { MandateError } from "../errors/index.js";
 import type { Store } from "../store/index.js";
+import { prepareQuery } from "../store/prepared.js";
 import type { TrustDomainAuthority } from "./authority.js";
 import type { Caller } from "./caller.js";
 import { type ParsedCsr, parseCsr } from "./csr.js";
@@ -135,9 +136,9 @@ export class SvidService {
       .catch(() => undefined);
   }
 
-  /** The presented certificate's issuance record and its instance's state, in one query. */
-  private findPresented(serialHex: string) {
-    return this.deps.store.db
+  /** The presented certificate's issuance record, its instance's state and its agent's selectors, in one query. */
+  private readonly findPresentedQuery = prepareQuery(["serial"], (v) =>
+    this.deps.store.db
       .selectFrom("issued_svids")
       .innerJoin("instances", "instances.id", "issued_svids.instance_id")
       .innerJoin("agents", "agents.name", "instances.agent_name")
@@ -152,9 +153,30 @@ export class SvidService {
         "issued_svids.spiffe_id",
         "issued_svids.authority_id",
       ])
-      .where("issued_svids.serial", "=", serialHex)
-      .executeTakeFirst();
+      .where("issued_svids.serial", "=", v.serial),
+  );
+
+  private async findPresented(serialHex: string) {
+    return (await this.findPresentedQuery(this.deps.store.db, { serial: serialHex })).rows[0];
   }
+
+  /** The compare-and-set that advances an instance's generation: one shape per renewal path. */
+  private readonly advanceGeneration = {
+    mtls: prepareQuery(["next", "presented", "at", "serial", "expiresAt", "id", "current"], (v) =>
+      this.deps.store.db
+        .updateTable("instances")
+        .set({ generation: v.next, last_presented_generation: v.presented, last_renewed_at: v.at, svid_serial: v.serial, svid_expires_at: v.expiresAt })
+        .where("id", "=", v.id)
+        .where("generation", "=", v.current),
+    ),
+    proof: prepareQuery(["next", "presented", "at", "serial", "expiresAt", "proof", "id", "current"], (v) =>
+      this.deps.store.db
+        .updateTable("instances")
+        .set({ generation: v.next, last_presented_generation: v.presented, last_renewed_at: v.at, svid_serial: v.serial, svid_expires_at: v.expiresAt, last_proof_sha256: v.proof })
+        .where("id", "=", v.id)
+        .where("generation", "=", v.current),
+    ),
+  };
 
   /**
    * The part both renewal paths share: copied-credential detection, then issuance whose
@@ -188,20 +210,9 @@ export class SvidService {
         details: { notAfter: result.notAfter.toISOString(), generation: next, method: options.method },
       }),
       claim: async (tx, result) => {
-        const updated = await tx
-          .updateTable("instances")
-          .set({
-            generation: next,
-            last_presented_generation: presentedGeneration,
-            last_renewed_at: t,
-            svid_serial: result.serialHex,
-            svid_expires_at: result.notAfter,
-            ...(options.proofSha256 ? { last_proof_sha256: options.proofSha256 } : {}),
-          })
-          .where("id", "=", instance.id)
-          .where("generation", "=", current)
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) === 1) return undefined;
+        const values = { next, presented: presentedGeneration, at: t, serial: result.serialHex, expiresAt: result.notAfter, id: instance.id, current };
+        const updated = options.proofSha256 ? await this.advanceGeneration.proof(tx, { ...values, proof: options.proofSha256 }) : await this.advanceGeneration.mtls(tx, values);
+        if (Number(updated.numAffectedRows ?? 0) === 1) return undefined;
         const message = `generation ${current} of instance ${instance.id} was consumed by a concurrent renewal`;
         return options.method === "proof" ? proofInvalid(message) : new MandateError("CONFLICT", message);
       },
