@@ -82,6 +82,12 @@ export interface CedarRequest {
   resource: { type: string; id: string };
   context: Record<string, cedar.CedarValueJson>;
   entities: cedar.EntityJson[];
+  /**
+   * Set when request data had to be left out (too deep, too many values, reserved keys):
+   * conditions that read the context then fail closed, so padding arguments cannot hide
+   * what a deny condition looks for.
+   */
+  incomplete?: boolean;
 }
 
 const MAX_DEPTH = 8;
@@ -93,9 +99,13 @@ const MAX_NODES = 2000;
  * sets, and keys Cedar's JSON format reserves (`__entity`, `__extn`, `__expr`; any key
  * starting with "__") are dropped so tool arguments can never be read as entity
  * references or extension calls. Past a depth of 8 or 2,000 values the rest is dropped.
+ * Whatever is dropped (except null) sets `budget.incomplete`.
  */
-export function toCedarValue(value: unknown, budget = { nodes: MAX_NODES }, depth = 0): cedar.CedarValueJson | undefined {
-  if (budget.nodes-- <= 0) return undefined;
+export function toCedarValue(value: unknown, budget: { nodes: number; incomplete?: boolean } = { nodes: MAX_NODES }, depth = 0): cedar.CedarValueJson | undefined {
+  if (budget.nodes-- <= 0) {
+    budget.incomplete = true;
+    return undefined;
+  }
   switch (typeof value) {
     case "string":
     case "boolean":
@@ -105,7 +115,11 @@ export function toCedarValue(value: unknown, budget = { nodes: MAX_NODES }, dept
     case "bigint":
       return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
     case "object": {
-      if (value === null || depth >= MAX_DEPTH) return undefined;
+      if (value === null) return undefined;
+      if (depth >= MAX_DEPTH) {
+        budget.incomplete = true;
+        return undefined;
+      }
       if (Array.isArray(value)) {
         const out: cedar.CedarValueJson[] = [];
         for (const v of value) {
@@ -116,7 +130,10 @@ export function toCedarValue(value: unknown, budget = { nodes: MAX_NODES }, dept
       }
       const out: Record<string, cedar.CedarValueJson> = {};
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (k.startsWith("__")) continue;
+        if (k.startsWith("__")) {
+          budget.incomplete = true;
+          continue;
+        }
         const c = toCedarValue(v, budget, depth + 1);
         if (c !== undefined) out[k] = c;
       }
@@ -148,7 +165,8 @@ export function cedarRequest(request: AccessRequest, resourceId: string, now: nu
   const resource = { type: "Resource", id: resourceId };
   const action = { type: "Action", id: request.action };
   if ((needs & NEEDS_CONTEXT) === 0) return { principal, action, resource, context: {}, entities: (needs & NEEDS_ENTITIES) === 0 ? [] : requestEntities(request, principal, resource) };
-  const supplied = (toCedarValue(request.context ?? {}) ?? {}) as Record<string, cedar.CedarValueJson>;
+  const budget: { nodes: number; incomplete?: boolean } = { nodes: MAX_NODES };
+  const supplied = (toCedarValue(request.context ?? {}, budget) ?? {}) as Record<string, cedar.CedarValueJson>;
   const context: Record<string, cedar.CedarValueJson> = { args: {}, labels: {}, ...supplied };
   if (needs & NEEDS_TIME) {
     const date = new Date(now);
@@ -165,7 +183,7 @@ export function cedarRequest(request: AccessRequest, resourceId: string, now: nu
     const chain = request.delegation.chain;
     context.delegation = { id: request.delegation.id, task: request.delegation.task, depth: chain.length, root: chain[0] ? `${chain[0].delegator.kind}:${chain[0].delegator.name}` : "" };
   }
-  return { principal, action, resource, context, entities: (needs & NEEDS_ENTITIES) === 0 ? [] : requestEntities(request, principal, resource) };
+  return { principal, action, resource, context, entities: (needs & NEEDS_ENTITIES) === 0 ? [] : requestEntities(request, principal, resource), ...(budget.incomplete ? { incomplete: true } : {}) };
 }
 
 function requestEntities(request: AccessRequest, principal: CedarRequest["principal"], resource: CedarRequest["resource"]): cedar.EntityJson[] {
@@ -185,7 +203,9 @@ function requestEntities(request: AccessRequest, principal: CedarRequest["princi
  * allow rule does not allow, a deny or approval rule applies.
  */
 export function evaluateCondition(condition: CedarCondition, request: CedarRequest): boolean | "error" {
-  const answer = cedar.statefulIsAuthorized({ ...request, preparsedPolicySetId: condition.id });
+  if (request.incomplete && condition.needs & NEEDS_CONTEXT) return "error";
+  const { principal, action, resource, context, entities } = request;
+  const answer = cedar.statefulIsAuthorized({ principal, action, resource, context, entities, preparsedPolicySetId: condition.id });
   if (answer.type === "failure") return "error";
   if (answer.response.diagnostics.errors.length > 0) return "error";
   return answer.response.decision === "allow";

@@ -191,7 +191,8 @@ const rows: Row[] = [
   { name: "cedar: second condition fails", request: accessRequest(nsAgent, mcp("k8s", "scale"), { context: { args: { replicas: 30 } } }), allow: false, deniedBy: "agent_roles" },
   { name: "cedar: approval condition", request: accessRequest(nsAgent, mcp("k8s", "scale"), { context: { args: { replicas: 8 } } }), allow: false, deniedBy: "approval" },
   { name: "cedar: float args are strings, not errors", request: accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: { namespace: "checkout", weight: 0.5 } } }), allow: true },
-  { name: "cedar: __entity keys are dropped", request: accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: { namespace: "checkout", force: { __entity: { type: "X", id: "y" } } } } }), allow: true },
+  { name: "cedar: __entity keys are never read as entities (and fail closed)", request: accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: { namespace: "checkout", force: { __entity: { type: "X", id: "y" } } } } }), allow: false, deniedBy: "agent_roles" },
+  { name: "cedar: padding arguments cannot hide what a deny condition reads", request: accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: { namespace: "checkout", padding: Array.from({ length: 5000 }, (_, i) => i), force: true } } }), allow: false, deniedBy: "agent_roles", reason: /denies/ },
   { name: "cedar: principal labels", request: accessRequest(payments, mcp("k8s", "read_logs")), allow: true },
   { name: "cedar: principal labels missing", request: accessRequest(agent("other", ["principal-aware"]), mcp("k8s", "read_logs")), allow: false, deniedBy: "agent_roles" },
   // label selectors on resources and action globs
@@ -307,10 +308,12 @@ describe("fails closed", () => {
     for (let i = 0; i < 10_000; i++) deep = { nested: deep };
     const wide = Array.from({ length: 100_000 }, (_, i) => ({ [`k${i}`]: i }));
     const started = performance.now();
-    for (const args of [{ namespace: "checkout", deep }, { namespace: "checkout", wide }, { namespace: "checkout", __proto__: { force: true }, __extn: { fn: "ip", arg: "1.2.3.4" } }]) {
+    // too deep, too wide, reserved keys: evaluated quickly, and failing closed (the allow condition does not pass)
+    for (const args of [{ namespace: "checkout", deep }, { namespace: "checkout", wide }, { namespace: "checkout", __extn: { fn: "ip", arg: "1.2.3.4" } }]) {
       const decision = engine.authorize(accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args } }));
-      expect(decision.allow, decision.reasons.join(" | ")).toBe(true);
+      expect(decision.allow, decision.reasons.join(" | ")).toBe(false);
     }
+    expect(engine.authorize(accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: { namespace: "checkout", nested: { a: { b: [1, 2, { c: "d" }] } } } } })).allow).toBe(true);
     expect(performance.now() - started).toBeLessThan(2000);
     expect(engine.authorize(accessRequest(nsAgent, mcp("k8s", "apply"), { context: { args: deep } })).allow).toBe(false);
   });
