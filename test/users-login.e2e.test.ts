@@ -4,6 +4,7 @@ import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateKeyAndCsr } from "../src/agent/csr.js";
 import { MandateClient } from "../src/client/http-client.js";
 import { readIdentityFile } from "../src/client/identity-file.js";
 import type { ControlPlane } from "../src/server/index.js";
@@ -129,6 +130,24 @@ describe.each(backends.map((b) => [b.name, b] as [string, TestBackend]))("users 
     expect(everything).not.toContain(bob.password);
     expect(everything).not.toContain("not-the-password-at-all");
     expect(everything).not.toContain(code);
+  });
+
+  it("two logins racing with one TOTP code: exactly one gets a certificate", async () => {
+    const kim = await addTestUser(plane.dataDir, "kim");
+    const code = kim.code();
+    const client = new MandateClient(plane.url, { caPem: plane.context.authority.x509AuthoritiesPem() });
+    try {
+      const attempts = await Promise.allSettled(
+        Array.from({ length: 4 }, async () => {
+          const { csrPem } = await generateKeyAndCsr();
+          return client.request("POST", "/v1/login", { user: "kim", password: kim.password, totp: code, csr: csrPem });
+        }),
+      );
+      expect(attempts.filter((a) => a.status === "fulfilled")).toHaveLength(1);
+      for (const refused of attempts.filter((a) => a.status === "rejected")) expect((refused as PromiseRejectedResult).reason.message).toMatch(/already used/);
+    } finally {
+      client.close();
+    }
   });
 
   it("a disabled user cannot log in and its live certificate is locked; enabling lets it log in again", async () => {
