@@ -136,11 +136,19 @@ async function approvalStep(
   return { ...base, reasons: [`denied: approval required (${approval.rule}); access request ${record.id} is pending — approve with \`mandate requests approve ${record.id}\``, ...base.reasons], accessRequest: { id: record.id, status: "pending" } };
 }
 
-/** The tightest spend ceiling in the chain rides as an obligation the LLM proxy enforces. */
+/**
+ * One spend ceiling, the tightest of the chain, rides as an obligation the LLM proxy
+ * enforces against the presented delegation (the engine may name one per link, and the
+ * proxy reads the first).
+ */
 function withSpendCeiling(obligations: Obligation[], delegation: VerifiedDelegation | undefined): Obligation[] {
-  if (!delegation || obligations.some((ob) => ob.kind === "max_spend")) return obligations;
-  const ceilings = delegation.resolved.chain.map((l) => l.scope.maxSpendUsd).filter((v): v is number => v !== undefined);
-  return ceilings.length ? [...obligations, { kind: "max_spend", usd: Math.min(...ceilings), delegationId: delegation.summary.id }] : obligations;
+  if (!delegation) return obligations;
+  const ceilings = [
+    ...delegation.resolved.chain.map((l) => l.scope.maxSpendUsd),
+    ...obligations.map((ob) => (ob.kind === "max_spend" ? ob.usd : undefined)),
+  ].filter((v): v is number => v !== undefined);
+  const others = obligations.filter((ob) => ob.kind !== "max_spend");
+  return ceilings.length ? [...others, { kind: "max_spend", usd: Math.min(...ceilings), delegationId: delegation.summary.id }] : others;
 }
 
 function deny(principal: Principal, layer: DecisionLayer, reason: string, delegation?: VerifiedDelegation): GateDecision {
