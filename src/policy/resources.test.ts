@@ -5,7 +5,7 @@ import { parseResourceString, resourceString, resourceStrings, STATEMENT_CLASSES
 import type { AccessResource } from "./types.js";
 
 const name = fc.stringMatching(/^[a-z0-9][a-z0-9_.-]{0,15}$/);
-const uri = fc.stringMatching(/^[a-z]+:\/\/[a-z0-9/._:-]{0,20}$/);
+const uri = fc.stringMatching(/^[a-z]+:\/\/[a-z0-9/._:-]{0,20}$/).filter((u) => !/(^|[/:])\.\.?([/?#]|$)/.test(u));
 const resourceArb = fc.oneof(
   fc.record({ kind: fc.constant("mcp" as const), server: name, item: fc.constant("tool" as const), name }),
   fc.record({ kind: fc.constant("mcp" as const), server: name, item: fc.constantFrom("prompt" as const, "client" as const), name }),
@@ -54,6 +54,14 @@ describe("canonical resource strings", () => {
 
   it("refuses resources too long to match in bounded time", () => {
     expect(() => resourceString({ kind: "mcp", server: "fs", item: "resource", name: `file:///${"a/".repeat(3000)}` })).toThrow(/at most 4096/);
+  });
+
+  it.each(["file:///srv/../etc/passwd", "file:///srv/./x", "file:///srv/%2e%2e/etc", "file:///srv/..", "file:///srv/a%2Fb", "file:///srv\\..\\x"])("refuses the traversal-shaped resource URI %s", (name) => {
+    expect(() => resourceString({ kind: "mcp", server: "fs", item: "resource", name })).toThrow(/segments/);
+  });
+
+  it("accepts ordinary URIs with dots in names", () => {
+    expect(resourceString({ kind: "mcp", server: "fs", item: "resource", name: "file:///srv/.config/app.v2..json" })).toBe("mcp:fs/resource:file:///srv/.config/app.v2..json");
   });
 
   it("refuses names that would make the string ambiguous", () => {

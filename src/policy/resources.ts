@@ -18,6 +18,9 @@ import type { AccessResource, McpItemKind, StatementClass } from "./types.js";
  */
 export const MAX_RESOURCE_LENGTH = 4096;
 
+/** dot segments, percent-encoded dots or slashes, backslashes: what path traversal is made of */
+const DOT_SEGMENT = /(^|[/:])\.\.?([/?#]|$)|%2e|%2f|%5c|\\/i;
+
 export const STATEMENT_CLASSES: readonly StatementClass[] = ["select", "insert", "update", "delete", "ddl", "dcl", "copy", "function", "transaction", "session", "other"];
 const MCP_ITEM_PREFIXES: readonly Exclude<McpItemKind, "tool">[] = ["prompt", "resource", "client"];
 
@@ -45,6 +48,10 @@ function formatResource(resource: AccessResource): string {
       if (resource.item === "tool") return `mcp:${server}/${checkName("an MCP tool name", resource.name, "/:")}`;
       if (!MCP_ITEM_PREFIXES.includes(resource.item)) invalid(`unknown MCP item kind ${JSON.stringify(resource.item)}`);
       if (typeof resource.name !== "string" || resource.name.length === 0) invalid(`an MCP ${resource.item} name cannot be empty`);
+      // A glob like file:///srv/** must not be escaped with file:///srv/../etc/passwd.
+      if (resource.item === "resource" && DOT_SEGMENT.test(resource.name)) {
+        invalid(`MCP resource URI ${JSON.stringify(resource.name.slice(0, 80))} has "." or ".." segments, an encoded dot or a backslash; refused so that globs over URIs cannot be escaped`);
+      }
       return `mcp:${server}/${resource.item}:${resource.name}`;
     }
     case "llm":
