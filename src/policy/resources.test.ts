@@ -62,6 +62,7 @@ describe("canonical resource strings", () => {
 
   it("accepts ordinary URIs with dots in names", () => {
     expect(resourceString({ kind: "mcp", server: "fs", item: "resource", name: "file:///srv/.config/app.v2..json" })).toBe("mcp:fs/resource:file:///srv/.config/app.v2..json");
+    expect(resourceString({ kind: "mcp", server: "web", item: "resource", name: "https://api.example/fetch?url=https%3A%2F%2Fx%2F..%2Fy" })).toMatch(/^mcp:web\/resource:/);
   });
 
   it("refuses names that would make the string ambiguous", () => {

@@ -18,7 +18,7 @@ import type { AccessResource, McpItemKind, StatementClass } from "./types.js";
  */
 export const MAX_RESOURCE_LENGTH = 4096;
 
-/** dot segments, percent-encoded dots or slashes, backslashes: what path traversal is made of */
+/** dot segments, percent-encoded dots or slashes, backslashes: what path traversal is made of (checked before any query or fragment) */
 const DOT_SEGMENT = /(^|[/:])\.\.?([/?#]|$)|%2e|%2f|%5c|\\/i;
 
 export const STATEMENT_CLASSES: readonly StatementClass[] = ["select", "insert", "update", "delete", "ddl", "dcl", "copy", "function", "transaction", "session", "other"];
@@ -49,7 +49,7 @@ function formatResource(resource: AccessResource): string {
       if (!MCP_ITEM_PREFIXES.includes(resource.item)) invalid(`unknown MCP item kind ${JSON.stringify(resource.item)}`);
       if (typeof resource.name !== "string" || resource.name.length === 0) invalid(`an MCP ${resource.item} name cannot be empty`);
       // A glob like file:///srv/** must not be escaped with file:///srv/../etc/passwd.
-      if (resource.item === "resource" && DOT_SEGMENT.test(resource.name)) {
+      if (resource.item === "resource" && DOT_SEGMENT.test(resource.name.split(/[?#]/, 1)[0]!)) {
         invalid(`MCP resource URI ${JSON.stringify(resource.name.slice(0, 80))} has "." or ".." segments, an encoded dot or a backslash; refused so that globs over URIs cannot be escaped`);
       }
       return `mcp:${server}/${resource.item}:${resource.name}`;
