@@ -238,6 +238,8 @@ const rows: Row[] = [
   // input
   { name: "bad resource", request: accessRequest(auditor, mcp("k8s/x", "read_logs")), allow: false, deniedBy: "input" },
   { name: "megabyte resource uri", request: accessRequest(auditor, mcp("docs", `file:///runbooks/${"x/".repeat(500_000)}`, undefined, "resource")), allow: false, deniedBy: "input", reason: /at most 4096/ },
+  { name: "malformed chain link", request: accessRequest(auditor, mcp("k8s", "read_logs"), { delegation: delegation("d-bad", [{ ...grant, scope: undefined as never }]) }), allow: false, deniedBy: "input" },
+  { name: "malformed delegator", request: accessRequest(auditor, mcp("k8s", "read_logs"), { delegation: delegation("d-bad2", [{ ...grant, delegator: { kind: "user", name: "x" } as never }]) }), allow: false, deniedBy: "input" },
   { name: "db without statements", request: accessRequest(alice, { kind: "db", database: "orders", dbUser: "app", statements: [], tables: [], functions: [] }), allow: false, deniedBy: "input" },
 ];
 

@@ -108,7 +108,8 @@ export class CompiledPolicyEngine implements PolicyEngine {
     try {
       subject = resourceString(request.resource);
       const strings = resourceStrings(request.resource);
-      units = strings.map((s, i) => ({ string: s, statement: request.resource.kind === "db" ? [...new Set(request.resource.statements)][i] : undefined }));
+      const classes = request.resource.kind === "db" ? [...new Set(request.resource.statements)] : [];
+      units = strings.map((s, i) => ({ string: s, statement: classes[i] }));
     } catch (error) {
       return deny({ layer: "input", reason: `denied: ${(error as Error).message}`, policyIds: [] });
     }
@@ -120,12 +121,18 @@ export class CompiledPolicyEngine implements PolicyEngine {
     if (stale) return deny({ layer: "runtime", reason: `denied: ${stale}`, policyIds: [] });
     const snapshot = this.source.snapshot();
     const evaluation = new Evaluation(request, subject, units, now);
-    const refusal =
-      checkDelegationLive(request, now) ??
-      checkRuntime(snapshot, evaluation) ??
-      checkScopes(evaluation) ??
-      checkRoles(snapshot, evaluation, request.principal, "agent_roles") ??
-      checkDelegatorRoles(snapshot, evaluation);
+    let refusal: Refusal | undefined;
+    try {
+      refusal =
+        checkDelegationLive(request, now) ??
+        checkRuntime(snapshot, evaluation) ??
+        checkScopes(evaluation) ??
+        checkRoles(snapshot, evaluation, request.principal, "agent_roles") ??
+        checkDelegatorRoles(snapshot, evaluation);
+    } catch (error) {
+      // A malformed request (a chain link without a scope, a delegator without roles) is a refusal, never an exception.
+      return deny({ layer: "input", reason: `denied: the request could not be evaluated (${(error as Error).message})`, policyIds: [] });
+    }
     if (refusal) return deny(refusal, evaluation);
     if (evaluation.approvals.length > 0) {
       return {
