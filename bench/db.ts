@@ -1,7 +1,10 @@
 import { execFile, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as netConnect, createServer as createNetServer } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import pg from "pg";
 import { readCredentials } from "../src/agent/index.js";
 import { runCli } from "../src/cli/index.js";
@@ -68,6 +71,34 @@ async function pgbench(conn: string, env: NodeJS.ProcessEnv): Promise<PgbenchRes
   }
 }
 
+/**
+ * The floor any Node proxy pays here: SSLRequest answered, TLS terminated with the same
+ * kind of certificate, bytes piped to the server, nothing parsed, authorized or audited.
+ */
+async function startTlsRelay(key: string, cert: string): Promise<{ port: number; close(): void }> {
+  const tlsServer = createTlsServer({ key, cert, minVersion: "TLSv1.2" });
+  tlsServer.on("secureConnection", (tls) => {
+    const upstream = netConnect({ host, port });
+    upstream.setNoDelay(true);
+    tls.pipe(upstream).pipe(tls);
+    const end = () => {
+      tls.destroy();
+      upstream.destroy();
+    };
+    tls.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  const server = createNetServer((raw) => {
+    raw.setNoDelay(true);
+    raw.once("data", () => {
+      raw.write("S");
+      tlsServer.emit("connection", raw);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+}
+
 async function prepareDatabase(): Promise<void> {
   const admin = new pg.Client({ host, port, user: "postgres", database: "test" });
   await admin.connect();
@@ -94,6 +125,9 @@ async function main(): Promise<void> {
     if (!(await readCredentials(creds))) throw new Error("the bench agent did not join");
     const proxyPort = plane.context.db!.port!;
     const direct = await pgbench(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=disable`, {});
+    const relay = await startTlsRelay(readFileSync(join(creds, "svid_key.pem"), "utf8"), readFileSync(join(creds, "svid.pem"), "utf8"));
+    const tlsRelay = await pgbench(`host=127.0.0.1 port=${relay.port} user=postgres dbname=${benchDb} sslmode=require`, {});
+    relay.close();
     const proxied = await pgbench(`host=127.0.0.1 port=${proxyPort} user=postgres dbname=bench sslmode=require sslcert=${join(creds, "svid.pem")} sslkey=${join(creds, "svid_key.pem")}`, {});
     await plane.context.db!.journal.flush();
     const stats = plane.context.db!.journal.stats;
@@ -102,14 +136,16 @@ async function main(): Promise<void> {
       seconds,
       clients,
       direct,
+      tlsRelay,
       mandate: proxied,
+      tlsRelayRatio: Math.round((tlsRelay.tps / direct.tps) * 1000) / 1000,
       throughputRatio: Math.round((proxied.tps / direct.tps) * 1000) / 1000,
       addedLatencyMs: { p50: Math.round((proxied.p50 - direct.p50) * 1000) / 1000, p99: Math.round((proxied.p99 - direct.p99) * 1000) / 1000 },
       audit: { intents: stats.intents, journalFsyncs: stats.batches, statementsPerFsync: Math.round((stats.intents / Math.max(1, stats.batches)) * 10) / 10, folded: stats.folded },
       classification: { cacheHits: plane.context.db!.cache.hits, cacheMisses: plane.context.db!.cache.misses },
     };
     console.log(JSON.stringify(result, null, 2));
-    console.log(`\npgbench -S -c ${clients} -T ${seconds}: direct ${direct.tps.toFixed(0)} tps, Mandate ${proxied.tps.toFixed(0)} tps → ratio ${result.throughputRatio} (target ≥ 0.60); added latency p50 ${result.addedLatencyMs.p50} ms, p99 ${result.addedLatencyMs.p99} ms; failed transactions: direct ${direct.failed}, Mandate ${proxied.failed}`);
+    console.log(`\npgbench -S -c ${clients} -T ${seconds}: direct ${direct.tps.toFixed(0)} tps, Mandate ${proxied.tps.toFixed(0)} tps → ratio ${result.throughputRatio} (target ≥ 0.60); added latency p50 ${result.addedLatencyMs.p50} ms, p99 ${result.addedLatencyMs.p99} ms; failed transactions: direct ${direct.failed}, Mandate ${proxied.failed}; a bare Node TLS relay: ${tlsRelay.tps.toFixed(0)} tps (ratio ${result.tlsRelayRatio})`);
   } finally {
     await plane.close();
     await rm(dataDir, { recursive: true, force: true });

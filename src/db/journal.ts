@@ -33,6 +33,7 @@ export class DbAuditJournal {
   private syncing = false;
   private syncTimer: NodeJS.Timeout | undefined;
   private syncWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private deferred: string[] = [];
   private segment = 0;
   private segmentBytes = 0;
   private readonly unfolded = new Map<number, number>();
@@ -53,7 +54,7 @@ export class DbAuditJournal {
   ) {}
 
   static async open(dir: string, audit: AuditLog, onError: (error: unknown) => void, options: { backgroundSyncMs?: number; foldLingerMs?: number } = {}): Promise<DbAuditJournal> {
-    const journal = new DbAuditJournal(dir, audit, onError, options.backgroundSyncMs ?? 5, options.foldLingerMs ?? 50);
+    const journal = new DbAuditJournal(dir, audit, onError, options.backgroundSyncMs ?? 5, options.foldLingerMs ?? 200);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await journal.recover();
     journal.fd = openSync(join(dir, `journal-${journal.segment}.log`), "a", 0o600);
@@ -110,17 +111,30 @@ export class DbAuditJournal {
 
   private append(record: unknown): void {
     if (this.fd === undefined) throw new Error("the audit journal is closed");
-    const bytes = Buffer.from(`${JSON.stringify(record)}\n`);
+    const line = `${JSON.stringify(record)}\n`;
+    const bytes = Buffer.from(this.deferred.length ? this.deferred.join("") + line : line);
+    this.deferred = [];
     let written = 0;
     while (written < bytes.length) written += writeSync(this.fd, bytes, written);
     this.segmentBytes += bytes.length;
     this.dirty = true;
   }
 
+  /** Outcomes and records need no write of their own: they go out with the next intent's write or sync. */
   private appendQuietly(record: unknown): void {
+    this.deferred.push(`${JSON.stringify(record)}\n`);
+    this.scheduleSync();
+  }
+
+  private writeDeferred(): void {
+    if (this.deferred.length === 0 || this.fd === undefined) return;
+    const bytes = Buffer.from(this.deferred.join(""));
+    this.deferred = [];
     try {
-      this.append(record);
-      this.scheduleSync();
+      let written = 0;
+      while (written < bytes.length) written += writeSync(this.fd, bytes, written);
+      this.segmentBytes += bytes.length;
+      this.dirty = true;
     } catch (error) {
       this.onError(error);
     }
@@ -138,6 +152,7 @@ export class DbAuditJournal {
   /** One fdatasync for every record written before it started; callers who came during it wait for the next. */
   private kickSync(): void {
     if (this.syncing || this.fd === undefined) return;
+    this.writeDeferred();
     if (!this.dirty && this.syncWaiters.length === 0) return;
     this.syncing = true;
     this.dirty = false;
@@ -159,6 +174,7 @@ export class DbAuditJournal {
   private rotate(): void {
     const old = this.segment;
     if (this.fd === undefined) return;
+    this.writeDeferred();
     fdatasyncSync(this.fd);
     closeSync(this.fd);
     this.segment++;
@@ -231,6 +247,7 @@ export class DbAuditJournal {
     this.closed = true;
     if (this.syncTimer) clearTimeout(this.syncTimer);
     while (this.syncing) await new Promise((r) => setTimeout(r, 1));
+    this.writeDeferred();
     if (this.fd !== undefined) {
       fdatasyncSync(this.fd);
       closeSync(this.fd);

@@ -300,6 +300,8 @@ export class DbSession {
       if (error instanceof UnparseableStatement) return { error: `the statement cannot be parsed, so it is not run: ${error.message}`, code: "42601", redacted: "<unparseable>" };
       throw error;
     }
+    // The common case (no PREPARE/EXECUTE/DEALLOCATE): the classification is the shape.
+    if (classification.executes.length === 0 && classification.prepares.length === 0 && classification.deallocates.length === 0 && !this.deps.keepLiterals) return classification;
     let statements = new Set<StatementClass>(classification.statements);
     let tables = new Set(classification.tables);
     let functions = new Set(classification.functions);
