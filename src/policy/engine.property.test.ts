@@ -119,6 +119,18 @@ describe("intersection properties", () => {
     );
   });
 
+  it("never throws, and never allows, on malformed requests", () => {
+    const engine = createPolicyEngine({ roles: roles(["*"], [], ["*"], []) });
+    fc.assert(
+      fc.property(fc.anything(), fc.anything(), fc.anything(), fc.anything(), (resource, principal, context, chainLink) => {
+        const decision = engine.authorize({ principal: principal as never, resource: resource as never, action: "mcp.tools/call", context: context as never, delegation: delegation("d-x", [chainLink as never], { expiresAt: T0 + 60_000 }) });
+        expect(decision.allow).toBe(false);
+        expect(decision.reasons.length).toBeGreaterThan(0);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it("an expired or revoked grant never allows, whatever it says", () => {
     fc.assert(
       fc.property(scopeArb, requestArb, fc.integer({ min: 0, max: 10 ** 9 }), fc.boolean(), (s, r, late, revoked) => {
