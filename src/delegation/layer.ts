@@ -11,7 +11,8 @@ import { type AccessPolicy, PrincipalResolver, type UserDirectory } from "./prin
 import { DelegationRegistry } from "./registry.js";
 import { registerDelegationRoutes } from "./routes.js";
 import { DelegationService } from "./service.js";
-import { DelegationTokens, loadDelegationKey } from "./token.js";
+import { DelegationKeyring } from "./keyring.js";
+import { DelegationTokens } from "./token.js";
 import { registerTokenRoutes } from "./token-routes.js";
 
 export interface DelegationLayerOptions {
@@ -46,7 +47,7 @@ export async function startDelegationLayer(o: DelegationLayerOptions): Promise<D
   const trustDomain = o.authority.trustDomain;
   const registry = new DelegationRegistry(o.store, now);
   await registry.start(o.pollIntervalMs ?? 200);
-  const tokens = new DelegationTokens(await loadDelegationKey(o.store), `spiffe://${trustDomain}/mandate/server`, now);
+  const tokens = new DelegationTokens(await DelegationKeyring.open(o.store, now), `spiffe://${trustDomain}/mandate/server`, now);
   const principals = new PrincipalResolver(o.agents, o.users, trustDomain, now);
   const service = new DelegationService({ registry, tokens, principals, agents: o.agents, locks: o.locks, audit: o.audit, policy: o.policy, maxDepth: o.maxDepth, now });
   const requests = new AccessRequests(o.store, now);

@@ -10,8 +10,9 @@ import { validateScope } from "./scope.js";
 import type { DelegationTokens } from "./token.js";
 import type { Grant, GrantingCaller, NewGrant } from "./types.js";
 
-/** No grant outlives a week, whatever a role's delegate rule says. */
-export const MAX_GRANT_TTL_MS = 7 * 24 * 3600_000;
+import { MAX_GRANT_TTL_MS } from "./limits.js";
+
+export { MAX_GRANT_TTL_MS };
 const TASK = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 export interface DelegationServiceOptions {

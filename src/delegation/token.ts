@@ -1,8 +1,7 @@
-import { type KeyObject, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from "node:crypto";
 import * as jose from "jose";
 import { MandateError } from "../errors/index.js";
 import type { DelegationScope } from "../policy/index.js";
-import type { Store } from "../store/index.js";
+import type { DelegationKeyring } from "./keyring.js";
 import type { Grant } from "./types.js";
 
 /** RFC 8725 §3.11 explicit typing, so a delegation token is never mistaken for a JWT-SVID (whose typ is JWT or JOSE) or the reverse. */
@@ -10,7 +9,6 @@ export const DELEGATION_TOKEN_TYPE = "delegation+jwt";
 export const DELEGATION_TOKEN_ALG = "ES256";
 export const TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange";
 export const JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt";
-const KEY_META = "delegation_signing_key";
 const MAX_TOKEN_LENGTH = 16 * 1024;
 const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const CLOCK_TOLERANCE_SECONDS = 30;
@@ -36,37 +34,6 @@ export interface DelegationClaims {
   delegation_scope: { allow: string[]; deny: string[]; require_approval: string[]; max_spend_usd?: number };
 }
 
-interface SigningKey {
-  kid: string;
-  privateKey: KeyObject;
-  publicKey: KeyObject;
-}
-
-/**
- * The key delegation tokens are signed with: dedicated (not the JWT-SVID key), so a
- * delegation token cannot verify as an identity anywhere a JWT-SVID is accepted. One
- * key per trust domain, created by whichever control plane starts first and shared
- * through the store.
- */
-export async function loadDelegationKey(store: Store): Promise<SigningKey> {
-  const read = async () => {
-    const value = await store.getMeta(KEY_META);
-    if (!value) return undefined;
-    const parsed = JSON.parse(value) as { kid: string; privatePem: string };
-    const privateKey = createPrivateKey(parsed.privatePem);
-    return { kid: parsed.kid, privateKey, publicKey: createPublicKey(privateKey) };
-  };
-  const existing = await read();
-  if (existing) return existing;
-  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  const value = JSON.stringify({ kid: `dlg-${randomBytes(8).toString("hex")}`, privatePem: privateKey.export({ type: "pkcs8", format: "pem" }) });
-  // Two control planes starting together: the second insert loses and both read the winner.
-  await store.db.insertInto("meta").values({ key: KEY_META, value }).onConflict((oc) => oc.column("key").doNothing()).execute();
-  const loaded = await read();
-  if (!loaded) throw new MandateError("INTERNAL", "the delegation signing key could not be stored");
-  return loaded;
-}
-
 export function actChain(links: { spiffeId: string }[]): ActClaim {
   // links are root first; the most recent delegator is the outermost actor.
   let act: ActClaim | undefined;
@@ -86,17 +53,19 @@ export class DelegationTokens {
   private readonly verified = new Map<string, DelegationClaims>();
 
   constructor(
-    private readonly key: SigningKey,
+    private readonly keys: DelegationKeyring,
     readonly issuer: string,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The public key as a JWKS, for anyone who wants to read a token's claims with proof. */
+  /** The public keys as a JWKS, for anyone who wants to read a token's claims with proof. */
   jwks(): { keys: object[] } {
-    return { keys: [{ ...this.key.publicKey.export({ format: "jwk" }), kid: this.key.kid, alg: DELEGATION_TOKEN_ALG, use: "sig" }] };
+    return { keys: this.keys.all().map((k) => ({ ...k.publicKey.export({ format: "jwk" }), kid: k.kid, alg: DELEGATION_TOKEN_ALG, use: "sig" })) };
   }
 
   async issue(input: { grant: Grant; agentSpiffeId: string; delegatorSpiffeIds: string[]; audience: string[] }): Promise<{ token: string; claims: DelegationClaims }> {
+    await this.keys.rotateIfDue();
+    const key = this.keys.current();
     const iat = Math.floor(this.now() / 1000);
     const claims: DelegationClaims = {
       iss: this.issuer,
@@ -110,7 +79,7 @@ export class DelegationTokens {
       task_id: input.grant.task,
       delegation_scope: scopeClaim(input.grant.scope),
     };
-    const token = await new jose.SignJWT(claims as unknown as jose.JWTPayload).setProtectedHeader({ alg: DELEGATION_TOKEN_ALG, kid: this.key.kid, typ: DELEGATION_TOKEN_TYPE }).sign(this.key.privateKey);
+    const token = await new jose.SignJWT(claims as unknown as jose.JWTPayload).setProtectedHeader({ alg: DELEGATION_TOKEN_ALG, kid: key.kid, typ: DELEGATION_TOKEN_TYPE }).sign(key.privateKey);
     return { token, claims };
   }
 
@@ -145,10 +114,11 @@ export class DelegationTokens {
     for (const name of Object.keys(header)) if (!["alg", "kid", "typ"].includes(name)) throw invalid(`header parameter ${JSON.stringify(name)} is not allowed`);
     if (header.alg !== DELEGATION_TOKEN_ALG) throw invalid(`algorithm ${JSON.stringify(header.alg)} is not accepted; delegation tokens are ${DELEGATION_TOKEN_ALG}`);
     if (header.typ !== DELEGATION_TOKEN_TYPE) throw invalid(`typ ${JSON.stringify(header.typ)} is not ${DELEGATION_TOKEN_TYPE} (is this a JWT-SVID? present it as the credential, and the delegation token beside it)`);
-    if (header.kid !== this.key.kid) throw invalid(`kid ${JSON.stringify(header.kid)} is not this trust domain's delegation key`);
+    const key = typeof header.kid === "string" ? await this.keys.find(header.kid) : undefined;
+    if (!key) throw invalid(`kid ${JSON.stringify(header.kid)} is not one of this trust domain's delegation keys`);
     let payload: jose.JWTPayload;
     try {
-      ({ payload } = await jose.jwtVerify(token, this.key.publicKey, {
+      ({ payload } = await jose.jwtVerify(token, key.publicKey, {
         algorithms: [DELEGATION_TOKEN_ALG],
         typ: DELEGATION_TOKEN_TYPE,
         issuer: this.issuer,
