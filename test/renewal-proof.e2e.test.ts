@@ -327,6 +327,44 @@ describe("renewal by proof of possession", () => {
   });
 });
 
+describe("renewal against a control plane without the proof endpoint", () => {
+  it("falls back to mTLS after the 404, says so once, and keeps using mTLS", async () => {
+    const plane = await startTestControlPlane();
+    try {
+      // An older control plane: the proof route does not exist there.
+      const server = plane.app.server;
+      const [fastifyListener] = server.listeners("request") as ((req: unknown, res: unknown) => void)[];
+      server.removeAllListeners("request");
+      let proofAttempts = 0;
+      server.on("request", (req: { url?: string }, res: { writeHead(s: number, h: object): void; end(b: string): void }) => {
+        if (req.url === PATH) {
+          proofAttempts++;
+          res.writeHead(404, { "content-type": "application/json" });
+          res.end(JSON.stringify({ error: { code: "NOT_FOUND", message: `no route POST ${PATH}` } }));
+          return;
+        }
+        fastifyListener!(req, res);
+      });
+      const joined = await joinTestAgent(plane, "proof-old-server");
+      const logs: string[] = [];
+      const renewer = new SvidRenewer((m) => logs.push(m));
+      try {
+        const first = await renewer.renew(joined.credentialDir, (await readCredentials(joined.credentialDir))!);
+        const second = await renewer.renew(joined.credentialDir, (await readCredentials(joined.credentialDir))!);
+        expect(second.generation).toBe(first.generation! + 1);
+      } finally {
+        renewer.close();
+      }
+      expect(proofAttempts).toBe(1);
+      expect(logs.filter((l) => l.includes("does not accept renewal proofs"))).toHaveLength(1);
+      const methods = (await events(plane, "identity.renew")).filter((e) => e.code === "OK").map((e) => e.details.method);
+      expect(methods).toEqual(["mtls", "mtls"]);
+    } finally {
+      await plane.close();
+    }
+  });
+});
+
 describe("renewal by proof with an expired current SVID", () => {
   it("is refused as over mTLS", async () => {
     const plane = await startTestControlPlane({ svidTtlMs: 1500 });
