@@ -141,7 +141,8 @@ export class SvidService {
     this.deps.store.db
       .selectFrom("issued_svids")
       .innerJoin("instances", "instances.id", "issued_svids.instance_id")
-      .innerJoin("agents", "agents.name", "instances.agent_name")
+      // A left join: whether the agent still exists is for the locks (agents rm) to say, as before.
+      .leftJoin("agents", "agents.name", "instances.agent_name")
       .select([
         "agents.selectors",
         "instances.id",
