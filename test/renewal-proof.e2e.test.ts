@@ -12,6 +12,10 @@ import { joinTestAgent } from "./helpers/agent.js";
 import { tempDir } from "./helpers/backends.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
+import { freshPostgresDatabase, postgresBaseUrl } from "./helpers/postgres.js";
+
+const postgres = await postgresBaseUrl();
+if (!postgres) console.log("renewal-proof: no PostgreSQL reachable; the two-control-plane case is skipped");
 
 const PATH = "/v1/svid/x509/proof";
 
@@ -361,6 +365,40 @@ describe("renewal against a control plane without the proof endpoint", () => {
       expect(methods).toEqual(["mtls", "mtls"]);
     } finally {
       await plane.close();
+    }
+  });
+});
+
+describe.skipIf(!postgres)("renewal by proof on two control planes sharing one PostgreSQL", () => {
+  it("renews on either with the SVID the other issued, and a generation raced on both is won on one only", async () => {
+    const db = await freshPostgresDatabase(postgres!);
+    const [a, b] = await Promise.all([
+      startTestControlPlane({ storage: db.url, trustDomain: "proof.test" }),
+      startTestControlPlane({ storage: db.url, trustDomain: "proof.test" }),
+    ]);
+    try {
+      let creds = (await joinTestAgent(a, "proof-cluster")).credentials;
+      const caPem = a.context.authority.x509AuthoritiesPem();
+      for (const plane of [b, a, b]) {
+        const { body, keyPem } = await renewalBody(creds);
+        const reply = await post(plane, caPem, body);
+        expect(reply.status, JSON.stringify(reply.body)).toBe(200);
+        creds = next(creds, reply, keyPem);
+      }
+      expect(await generationOf(a, creds.state.instanceId)).toBe(4);
+      const [one, two] = await Promise.all([renewalBody(creds), renewalBody(creds)]);
+      const replies = await Promise.all([post(a, caPem, one.body), post(b, caPem, two.body)]);
+      const statuses = replies.map((r) => r.status).sort();
+      // Either both read generation 4 and one loses the compare-and-set, or the second read the first's commit and
+      // renewed as a retry of a lost response (the rule mTLS renewals have): never two certificates for generation 5.
+      const generations = replies.filter((r) => r.status === 200).map((r) => r.body.generation);
+      expect(new Set(generations).size).toBe(generations.length);
+      if (statuses[1] === 401) expect(replies.find((r) => r.status === 401)!.body.error.message).toContain("concurrent renewal");
+      expect(statuses[0]).toBe(200);
+    } finally {
+      await a.close();
+      await b.close();
+      await db.drop();
     }
   });
 });
