@@ -124,11 +124,21 @@ async function main(): Promise<void> {
     await runCli(["node", "mandate", "daemon", "--auth-server", plane.url, "--join-token", JSON.parse(out.join("")).token, "--out", creds, "--oneshot"], quiet);
     if (!(await readCredentials(creds))) throw new Error("the bench agent did not join");
     const proxyPort = plane.context.db!.port!;
-    const direct = await pgbench(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=disable`, {});
-    const relay = await startTlsRelay(readFileSync(join(creds, "svid_key.pem"), "utf8"), readFileSync(join(creds, "svid.pem"), "utf8"));
-    const tlsRelay = await pgbench(`host=127.0.0.1 port=${relay.port} user=postgres dbname=${benchDb} sslmode=require`, {});
-    relay.close();
+    // BENCH_DB_ONLY=mandate skips the baselines (for profiling the proxy alone).
+    const only = process.env.BENCH_DB_ONLY === "mandate";
+    const none: PgbenchResult = { tps: 0, transactions: 0, failed: 0, p50: 0, p99: 0 };
+    const direct = only ? none : await pgbench(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=disable`, {});
+    let tlsRelay = none;
+    if (!only) {
+      const relay = await startTlsRelay(readFileSync(join(creds, "svid_key.pem"), "utf8"), readFileSync(join(creds, "svid.pem"), "utf8"));
+      tlsRelay = await pgbench(`host=127.0.0.1 port=${relay.port} user=postgres dbname=${benchDb} sslmode=require`, {});
+      relay.close();
+    }
+    const eluBefore = performance.eventLoopUtilization();
+    const cpuBefore = process.cpuUsage();
     const proxied = await pgbench(`host=127.0.0.1 port=${proxyPort} user=postgres dbname=bench sslmode=require sslcert=${join(creds, "svid.pem")} sslkey=${join(creds, "svid_key.pem")}`, {});
+    const elu = performance.eventLoopUtilization(eluBefore);
+    const cpu = process.cpuUsage(cpuBefore);
     await plane.context.db!.journal.flush();
     const stats = plane.context.db!.journal.stats;
     const result = {
@@ -142,6 +152,7 @@ async function main(): Promise<void> {
       throughputRatio: Math.round((proxied.tps / direct.tps) * 1000) / 1000,
       addedLatencyMs: { p50: Math.round((proxied.p50 - direct.p50) * 1000) / 1000, p99: Math.round((proxied.p99 - direct.p99) * 1000) / 1000 },
       audit: { intents: stats.intents, journalFsyncs: stats.batches, statementsPerFsync: Math.round((stats.intents / Math.max(1, stats.batches)) * 10) / 10, folded: stats.folded },
+      proxyProcess: { eventLoopUtilization: Math.round(elu.utilization * 1000) / 1000, cpuSecondsPerSecond: Math.round(((cpu.user + cpu.system) / 1e6 / seconds) * 100) / 100, cpuMicrosecondsPerStatement: Math.round((cpu.user + cpu.system) / Math.max(1, proxied.transactions)) },
       classification: { cacheHits: plane.context.db!.cache.hits, cacheMisses: plane.context.db!.cache.misses },
     };
     console.log(JSON.stringify(result, null, 2));

@@ -64,3 +64,29 @@ describe("DbAuditJournal", () => {
     await second.close();
   });
 });
+
+test("a connection's statements fold into one batch event that keeps each statement", async () => {
+  const { foldEvents } = await import("./journal.js");
+  const ran = (statement: string, rows: number, session = "s1"): AuditEventInput => ({
+    type: "db.query",
+    code: "OK",
+    actor: { kind: "agent", agent: "a" },
+    correlation: { session },
+    decision: { allow: true, reasons: ["allowed by role r"] },
+    outcome: { status: "ok", latencyMs: 1 },
+    details: { statement, rows, statements: ["select"], tables: ["t"], functions: [], protocol: "simple", statementCount: 1 },
+  });
+  const refused: AuditEventInput = { ...ran("DROP TABLE t", 0), code: "PERMISSION_DENIED", decision: { allow: false, reasons: ["no"] } };
+  const folded = foldEvents([ran("SELECT $1", 1), ran("SELECT $1", 2), refused, ran("SELECT 2", 1, "s2")]);
+  expect(folded).toHaveLength(3);
+  const batch = folded.find((e) => e.type === "db.query.batch")!;
+  expect(batch.details).toEqual({
+    count: 2,
+    shapes: [{ statements: ["select"], tables: ["t"], functions: [], protocol: "simple", statementCount: 1, reasons: ["allowed by role r"] }],
+    queries: [
+      { statement: "SELECT $1", shape: 0, rows: 1, code: "OK", latencyMs: 1 },
+      { statement: "SELECT $1", shape: 0, rows: 2, code: "OK", latencyMs: 1 },
+    ],
+  });
+  expect(folded.filter((e) => e.type === "db.query").map((e) => e.code).sort()).toEqual(["OK", "PERMISSION_DENIED"]);
+});

@@ -34,6 +34,8 @@ export class DbAuditJournal {
   private syncTimer: NodeJS.Timeout | undefined;
   private syncWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
   private deferred: string[] = [];
+  private writeWaiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  private writeScheduled = false;
   private segment = 0;
   private segmentBytes = 0;
   private readonly unfolded = new Map<number, number>();
@@ -62,24 +64,27 @@ export class DbAuditJournal {
   }
 
   /**
-   * Writes the intent before the statement may go upstream. `durable`: resolves only once
-   * an fdatasync covers it (statements that change anything); otherwise the record is in
-   * the journal file at once (a crash of the proxy cannot lose it) and reaches the disk
+   * Resolves once the intent is written; only then may the statement go upstream.
+   * `durable`: once an fdatasync covers it too (statements that change anything);
+   * otherwise once it is in the journal file (a crash of the proxy cannot lose it), every
+   * connection's intents of one event-loop turn sharing one write(2); it reaches the disk
    * with the next group sync, within `backgroundSyncMs`.
    */
   intent(id: string, event: AuditEventInput, durable = true): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the audit journal is closed"));
-    try {
-      this.append({ t: "i", id, e: event });
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    this.deferred.push(`${JSON.stringify({ t: "i", id, e: event })}\n`);
     this.inFlight.set(id, { event, segment: this.segment });
     this.count(this.segment, 1);
     this.stats.intents++;
     if (!durable) {
-      this.scheduleSync();
-      return Promise.resolve();
+      // Every connection's intents of this event-loop turn share one write(2).
+      return new Promise((resolve, reject) => {
+        this.writeWaiters.push({ resolve, reject });
+        if (!this.writeScheduled) {
+          this.writeScheduled = true;
+          setImmediate(() => this.flushWrites());
+        }
+      });
     }
     this.stats.durableIntents++;
     return new Promise((resolve, reject) => {
@@ -126,8 +131,9 @@ export class DbAuditJournal {
     this.scheduleSync();
   }
 
-  private writeDeferred(): void {
-    if (this.deferred.length === 0 || this.fd === undefined) return;
+  private writeDeferred(): unknown {
+    if (this.deferred.length === 0) return undefined;
+    if (this.fd === undefined) return new Error("the audit journal is closed");
     const bytes = Buffer.from(this.deferred.join(""));
     this.deferred = [];
     try {
@@ -135,9 +141,23 @@ export class DbAuditJournal {
       while (written < bytes.length) written += writeSync(this.fd, bytes, written);
       this.segmentBytes += bytes.length;
       this.dirty = true;
+      return undefined;
     } catch (error) {
       this.onError(error);
+      return error;
     }
+  }
+
+  private flushWrites(): void {
+    this.writeScheduled = false;
+    const waiters = this.writeWaiters;
+    this.writeWaiters = [];
+    const error = this.writeDeferred();
+    for (const w of waiters) {
+      if (error) w.reject(error);
+      else w.resolve();
+    }
+    this.scheduleSync();
   }
 
   private scheduleSync(): void {
@@ -152,7 +172,11 @@ export class DbAuditJournal {
   /** One fdatasync for every record written before it started; callers who came during it wait for the next. */
   private kickSync(): void {
     if (this.syncing || this.fd === undefined) return;
-    this.writeDeferred();
+    const writeError = this.writeDeferred();
+    if (writeError) {
+      for (const w of this.syncWaiters.splice(0)) w.reject(writeError);
+      return;
+    }
     if (!this.dirty && this.syncWaiters.length === 0) return;
     this.syncing = true;
     this.dirty = false;
@@ -247,6 +271,7 @@ export class DbAuditJournal {
     this.closed = true;
     if (this.syncTimer) clearTimeout(this.syncTimer);
     while (this.syncing) await new Promise((r) => setTimeout(r, 1));
+    if (this.writeScheduled) this.flushWrites();
     this.writeDeferred();
     if (this.fd !== undefined) {
       fdatasyncSync(this.fd);
@@ -335,8 +360,30 @@ export function foldEvents(events: AuditEventInput[]): AuditEventInput[] {
       ...(first.target ? { target: first.target } : {}),
       ...(first.decision ? { decision: first.decision } : {}),
       outcome: { status: failed ? "error" : "ok", ...(failed ? { message: `${failed} of ${group.length} statements failed` } : {}) },
-      details: { count: group.length, queries: group.map((e) => ({ ...e.details, code: e.code, outcome: e.outcome, ...(e.decision ? { reasons: e.decision.reasons } : {}) })) },
+      details: compactQueries(group),
     });
   }
   return out;
+}
+
+/**
+ * A batch's statements, each with its text, rows, duration and result; what they are
+ * (classes, tables, functions, protocol, the decision's reasons) is listed once per
+ * distinct shape in `shapes` and referenced by index.
+ */
+function compactQueries(group: AuditEventInput[]): Record<string, unknown> {
+  const shapes: Record<string, unknown>[] = [];
+  const index = new Map<string, number>();
+  const queries = group.map((e) => {
+    const { statement, rows, statements, tables, functions, protocol, statementCount } = (e.details ?? {}) as Record<string, unknown>;
+    const shape = { statements, tables, functions, protocol, statementCount, reasons: e.decision?.reasons ?? [] };
+    const key = JSON.stringify(shape);
+    let i = index.get(key);
+    if (i === undefined) {
+      i = shapes.push(shape) - 1;
+      index.set(key, i);
+    }
+    return { statement, shape: i, rows, code: e.code, latencyMs: e.outcome.latencyMs, ...(e.outcome.status === "error" ? { error: e.outcome.message ?? e.outcome.error } : {}) };
+  });
+  return { count: group.length, shapes, queries };
 }
