@@ -106,6 +106,13 @@ export class DbSession {
     this.actor = { kind, spiffeId: caller.spiffeId, ...(caller.agent ? { agent: caller.agent } : {}), ...(caller.instanceId ? { instance: caller.instanceId } : {}), ...(caller.user ? { user: caller.user } : {}), address };
   }
 
+  private intents = 0;
+
+  /** Unique in the journal: the session's ULID and a counter (no randomness per statement). */
+  private nextIntentId(): string {
+    return `${this.id}.${++this.intents}`;
+  }
+
   get identity(): AuthenticatedCaller {
     return this.caller;
   }
@@ -239,7 +246,7 @@ export class DbSession {
           this.deny(out, this.refusal("42501", `portal ${JSON.stringify(portal)} was not bound through this proxy`), "extended");
           return true;
         }
-        const id = ulid();
+        const id = this.nextIntentId();
         if (!(await this.journalIntent(id, shape, "extended", out))) return false;
         out.push(f.raw);
         this.units.push({ kind: "execute", id, started: performance.now(), rows: 0 });
@@ -331,7 +338,7 @@ export class DbSession {
   private async admit(shape: Shape | { error: string; code?: string; redacted?: string }, protocol: string, out: Buffer[]): Promise<{ allowed: true; id: string; shape: Shape } | { allowed: false; error: Buffer }> {
     const verdict = await this.authorizeOnly(shape, protocol);
     if (!verdict.allowed) return verdict;
-    const id = ulid();
+    const id = this.nextIntentId();
     if (!(await this.journalIntent(id, verdict.shape, protocol, out))) return { allowed: false, error: this.refusal("58030", "the audit journal is unavailable, so the statement is not run") };
     return { allowed: true, id, shape: verdict.shape };
   }
