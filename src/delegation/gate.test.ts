@@ -287,6 +287,15 @@ describe("grant creation: who may delegate, and attenuation", () => {
     expect(error.message).toMatch(/dave may not delegate to agent deploy-auditor/);
   });
 
+  it("a delegate rule that selects agents by label matches the target agent's labels", async () => {
+    const erin = { kind: "user" as const, name: "erin", spiffeId: `spiffe://${TRUST_DOMAIN}/user/erin` };
+    const made = await grant(h, SCOPE, 5 * 60_000, erin, "pay-bot");
+    expect(made.agent).toBe("pay-bot");
+    const other = await refusal(grant(h, SCOPE, 5 * 60_000, erin, "ops-bot"));
+    expect(other.code).toBe("PERMISSION_DENIED");
+    expect(other.message).toMatch(/erin may not delegate to agent ops-bot/);
+  });
+
   it("a TTL beyond the role's max_ttl is refused", async () => {
     const error = await refusal(grant(h, SCOPE, 2 * 3600_000));
     expect(error.code).toBe("PERMISSION_DENIED");

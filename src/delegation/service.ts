@@ -82,7 +82,7 @@ export class DelegationService {
   private async createUnaudited(caller: GrantingCaller, input: NewGrant): Promise<Grant> {
     if (!(Number.isInteger(input.ttlMs) && input.ttlMs > 0 && input.ttlMs <= MAX_GRANT_TTL_MS)) throw new MandateError("INVALID_ARGUMENT", `--ttl must be positive and at most ${MAX_GRANT_TTL_MS / 3600_000} h`);
     const requested = validateScope(input.scope);
-    await this.o.agents.get(input.agent);
+    const target = await this.o.agents.get(input.agent);
     const delegator = await this.delegatorOf(caller);
     const t = this.now();
     let parent: Grant | undefined;
@@ -109,7 +109,7 @@ export class DelegationService {
       principal: delegator,
       ...(parentChain ? { delegation: resolvedOf(parentChain, await this.linksOf(parentChain)) } : {}),
       action: "delegate.create",
-      resource: { kind: "delegate", agent: input.agent, ttlMs: input.ttlMs },
+      resource: { kind: "delegate", agent: input.agent, ttlMs: input.ttlMs, labels: target.labels },
       now: t,
     });
     if (!decision.allow) {

@@ -54,6 +54,13 @@ allow:
   delegate:
     - agents: ["log-reader", "deploy-*", "intruder"]
       max_ttl: 1h
+---
+kind: role
+name: payments-lead
+allow:
+  delegate:
+    - labels: "team=payments"
+      max_ttl: 10m
 `;
 
 /** A delegation layer over a temporary SQLite store, a controllable clock and fixed roles (unit tests). */
@@ -83,10 +90,13 @@ export async function startGateHarness(): Promise<GateHarness> {
   const locks = new LockRegistry(store, now);
   const agents = new AgentRegistry(store, TRUST_DOMAIN, now);
   for (const name of ["deploy-auditor", "log-reader", "intruder", "deploy-helper"]) await agents.create({ name, roles: ["k8s-agent"], labels: {}, createdBy: "test" });
+  await agents.create({ name: "pay-bot", roles: ["k8s-agent"], labels: { team: "payments" }, createdBy: "test" });
+  await agents.create({ name: "ops-bot", roles: ["k8s-agent"], labels: { team: "ops" }, createdBy: "test" });
   const people: Record<string, { name: string; roles: string[]; labels: Record<string, string>; disabled: boolean }> = {
     alice: { name: "alice", roles: ["sre"], labels: {}, disabled: false },
     carol: { name: "carol", roles: ["reader"], labels: {}, disabled: false },
     dave: { name: "dave", roles: [], labels: {}, disabled: false },
+    erin: { name: "erin", roles: ["payments-lead"], labels: {}, disabled: false },
   };
   const users: UserDirectory = { get: async (name) => people[name] };
   const policy = createPolicyEngine({ roles: GATE_ROLES, now });
