@@ -6,6 +6,7 @@ import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } fr
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
 import { usePolicy } from "./helpers/access.js";
+import { type TestBackend, availableBackends } from "./helpers/backends.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
 import { EVERYTHING_BIN, eventually, fetchWithTls } from "./helpers/mcp.js";
@@ -54,8 +55,11 @@ class HeadlessProvider implements OAuthClientProvider {
   }
 }
 
-describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its authorization server", () => {
+const backends = await availableBackends();
+
+describe.each(backends.map((b) => [b.name, b] as [string, TestBackend]))("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its authorization server (%s)", (_name, backend) => {
   let plane: ControlPlane;
+  let cleanup: () => Promise<void>;
   let alice: TestUser;
   let tlsFetch: typeof fetch;
 
@@ -91,16 +95,17 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
   };
 
   beforeAll(async () => {
-    plane = await startTestControlPlane();
+    const created = await backend.create();
+    cleanup = created.cleanup;
+    plane = await startTestControlPlane({ dataDir: created.dataDir, storage: created.storage });
     await usePolicy(plane, ROLES);
     tlsFetch = fetchWithTls({ ca: plane.context.authority.x509AuthoritiesPem() });
     expect((await mandate("mcp", "servers", "add", "everything", "--command", `node ${EVERYTHING_BIN} stdio`, "--owner", "alice", "--data-dir", plane.dataDir)).code).toBe(0);
     alice = await addTestUser(plane.dataDir, "alice", ["sre"]);
   }, 60_000);
   afterAll(async () => {
-    const dir = plane?.dataDir;
     await plane?.close();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await cleanup?.();
   });
 
   it("answers 401 with WWW-Authenticate naming RFC 9728 metadata, which names Mandate as the authorization server (RFC 8414)", async () => {
@@ -117,7 +122,7 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
       token_endpoint: `${plane.url}/oauth/token`,
       registration_endpoint: `${plane.url}/oauth/register`,
       response_types_supported: ["code"],
-      grant_types_supported: ["authorization_code"],
+      grant_types_supported: ["authorization_code", "refresh_token"],
       code_challenge_methods_supported: ["S256"],
     });
   });
@@ -142,6 +147,7 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
     await transport.finishAuth(back.searchParams.get("code")!);
     expect(provider.saved?.access_token).toMatch(/^mandate_at_/);
     expect(provider.saved?.expires_in).toBe(3600);
+    expect(provider.saved?.refresh_token).toMatch(/^mandate_rt_/);
     const client = new Client({ name: "oauth-test", version: "1" });
     await client.connect(new StreamableHTTPClientTransport(url, { authProvider: provider, fetch: tlsFetch }));
     const tools = await client.listTools();
@@ -169,6 +175,31 @@ describe("MCP endpoint as an OAuth 2.1 protected resource, Mandate as its author
     const elsewhere = await at("other");
     expect(elsewhere.status).toBe(401);
     expect(await elsewhere.text()).toMatch(/issued for .*\/mcp\/everything, not for MCP server other/);
+  });
+
+  it("refresh tokens rotate; a spent one presented again revokes the whole sign-in", async () => {
+    const dana = await addTestUser(plane.dataDir, "dana");
+    const { client, verifier, code } = await obtainCode(dana);
+    const post = async (form: Record<string, string>) => {
+      const answer = await tlsFetch(`${plane.url}/oauth/token`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(form).toString() });
+      return { status: answer.status, body: (await answer.json()) as Record<string, string> };
+    };
+    const first = await post({ grant_type: "authorization_code", code, client_id: client, redirect_uri: REDIRECT, code_verifier: verifier });
+    expect(first.body.refresh_token).toMatch(/^mandate_rt_/);
+    const second = await post({ grant_type: "refresh_token", refresh_token: first.body.refresh_token!, client_id: client });
+    expect(second.status, JSON.stringify(second.body)).toBe(200);
+    expect(second.body.refresh_token).not.toBe(first.body.refresh_token);
+    const mcpStatus = async (token: string) =>
+      (await tlsFetch(`${plane.url}/mcp/everything`, { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }) })).status;
+    expect(await mcpStatus(second.body.access_token!)).not.toBe(401);
+    expect((await post({ grant_type: "refresh_token", refresh_token: second.body.refresh_token!, client_id: "mcp-someone-else" })).body.error).toBe("invalid_grant");
+    // The first refresh token again: someone holds a copy. Everything from this sign-in dies.
+    const reuse = await post({ grant_type: "refresh_token", refresh_token: first.body.refresh_token!, client_id: client });
+    expect(reuse.body).toMatchObject({ error: "invalid_grant" });
+    expect((await post({ grant_type: "refresh_token", refresh_token: second.body.refresh_token!, client_id: client })).body.error).toBe("invalid_grant");
+    expect(await mcpStatus(second.body.access_token!)).toBe(401);
+    expect(await mcpStatus(first.body.access_token!)).toBe(401);
+    expect((await plane.context.audit.list({ type: "oauth.refresh_reuse", limit: 10 })).some((e) => e.target?.user === "dana")).toBe(true);
   });
 
   it("codes are single use and PKCE-bound; bad requests never redirect to an unregistered URI", async () => {

@@ -9,6 +9,7 @@ import mcpCatalog from "./migrations/0300_mcp_catalog.js";
 import usersMigration from "./migrations/0150_users.js";
 import oauthMigration from "./migrations/0151_oauth.js";
 import oauthSsoMigration from "./migrations/0152_oauth_sso.js";
+import oauthRefreshMigration from "./migrations/0153_oauth_refresh.js";
 import delegations from "./migrations/0250_delegations.js";
 import accessRequests from "./migrations/0251_access_requests.js";
 
@@ -202,6 +203,7 @@ const laterMigrations: Record<string, (dialect: Dialect) => Migration> = {
   "0150_users": usersMigration,
   "0151_oauth": oauthMigration,
   "0152_oauth_sso": oauthSsoMigration,
+  "0153_oauth_refresh": oauthRefreshMigration,
   "0250_delegations": delegations,
   "0251_access_requests": accessRequests,
 };

@@ -393,6 +393,20 @@ export interface OAuthTokenTable {
   scope: string;
   created_at: number;
   expires_at: number;
+  /** the refresh-token family it was issued with (revoked together) */
+  family?: string | null;
+}
+
+export interface OAuthRefreshTokenTable {
+  token_hash: string;
+  family: string;
+  client_id: string;
+  user_name: string;
+  resource: string;
+  scope: string;
+  created_at: number;
+  family_expires_at: number;
+  used_at: number | null;
 }
 
 export interface Database {
@@ -426,6 +440,7 @@ export interface Database {
   oauth_requests: OAuthRequestTable;
   oauth_codes: OAuthCodeTable;
   oauth_tokens: OAuthTokenTable;
+  oauth_refresh_tokens: OAuthRefreshTokenTable;
   delegations: DelegationTable;
   access_requests: AccessRequestTable;
 }

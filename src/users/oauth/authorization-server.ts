@@ -12,6 +12,7 @@ import { OAuthProtocolError } from "./errors.js";
 import { redirectUriMatches, validateRedirectUri } from "./redirect-uris.js";
 
 export const ACCESS_TOKEN_PREFIX = "mandate_at_";
+export const REFRESH_TOKEN_PREFIX = "mandate_rt_";
 export const MCP_SCOPE = "mcp";
 
 export interface OAuthSettings {
@@ -21,16 +22,18 @@ export interface OAuthSettings {
   codeTtlMs: number;
   /** how long a login page stays usable (default 10 min) */
   requestTtlMs: number;
+  /** how long one sign-in can be refreshed, from the sign-in (default 8 h, as a user certificate; 0: no refresh tokens) */
+  refreshTtlMs: number;
 }
 
-export const DEFAULT_OAUTH_SETTINGS: OAuthSettings = { accessTokenTtlMs: 3600_000, codeTtlMs: 60_000, requestTtlMs: 10 * 60_000 };
+export const DEFAULT_OAUTH_SETTINGS: OAuthSettings = { accessTokenTtlMs: 3600_000, codeTtlMs: 60_000, requestTtlMs: 10 * 60_000, refreshTtlMs: 8 * 3600_000 };
 
 export interface RegisteredClient {
   client_id: string;
   client_id_issued_at: number;
   client_name?: string | undefined;
   redirect_uris: string[];
-  grant_types: ["authorization_code"];
+  grant_types: ("authorization_code" | "refresh_token")[];
   response_types: ["code"];
   token_endpoint_auth_method: "none";
   scope: string;
@@ -110,7 +113,7 @@ export class OAuthAuthorizationServer {
       registration_endpoint: `${issuer}/oauth/register`,
       response_types_supported: ["code"],
       response_modes_supported: ["query"],
-      grant_types_supported: ["authorization_code"],
+      grant_types_supported: ["authorization_code", "refresh_token"],
       code_challenge_methods_supported: ["S256"],
       token_endpoint_auth_methods_supported: ["none"],
       scopes_supported: [MCP_SCOPE],
@@ -162,7 +165,7 @@ export class OAuthAuthorizationServer {
       client_id_issued_at: Math.floor(this.now() / 1000),
       ...(name ? { client_name: name } : {}),
       redirect_uris: redirectUris,
-      grant_types: ["authorization_code"],
+      grant_types: this.settings.refreshTtlMs > 0 ? ["authorization_code", "refresh_token"] : ["authorization_code"],
       response_types: ["code"],
       // Whatever was asked for: without a secret to keep, every client is public and proves itself with PKCE.
       token_endpoint_auth_method: "none",
@@ -273,14 +276,19 @@ export class OAuthAuthorizationServer {
     return this.redirectWith(request.redirect_uri, { code, ...(request.state ? { state: request.state } : {}), iss: this.issuer });
   }
 
-  /** The token endpoint: authorization_code + PKCE only, codes single use, tokens bound to the code's resource. */
-  async exchange(form: Record<string, string | string[] | undefined>, address: string) {
-    const fail = async (error: OAuthProtocolError, details: Record<string, unknown> = {}) => {
+  private failure(address: string) {
+    return async (error: OAuthProtocolError, details: Record<string, unknown> = {}) => {
       await this.options.audit.append({ type: "oauth.token", code: "LOGIN_FAILED", actor: { kind: "anonymous", address }, outcome: { status: "error", error: error.error, message: error.description }, details }).catch(() => undefined);
       return error;
     };
+  }
+
+  /** The token endpoint: authorization_code + PKCE (codes single use), or a rotating refresh token; tokens bound to the authorized resource. */
+  async exchange(form: Record<string, string | string[] | undefined>, address: string) {
+    const fail = this.failure(address);
     const grantType = one(form, "grant_type");
-    if (grantType !== "authorization_code") throw await fail(new OAuthProtocolError("unsupported_grant_type", "only grant_type=authorization_code is supported"));
+    if (grantType === "refresh_token" && this.settings.refreshTtlMs > 0) return this.refresh(form, address);
+    if (grantType !== "authorization_code") throw await fail(new OAuthProtocolError("unsupported_grant_type", "grant_type must be authorization_code or refresh_token"));
     const code = one(form, "code");
     const verifier = one(form, "code_verifier");
     const clientId = one(form, "client_id");
@@ -301,21 +309,89 @@ export class OAuthAuthorizationServer {
     if (resource !== undefined && resource !== request.resource) throw await fail(new OAuthProtocolError("invalid_target", "resource differs from the one authorized"), { client: clientId });
     const principal = await this.options.login.users.get(row.user_name);
     if (!principal || principal.disabled) throw await fail(new OAuthProtocolError("invalid_grant", "the user can no longer sign in"), { client: clientId });
+    const family = this.settings.refreshTtlMs > 0 ? { id: `rf-${random(12)}`, expiresAt: this.now() + this.settings.refreshTtlMs } : undefined;
+    return this.issueTokens({ user: principal.name, clientId, resource: request.resource, scope: request.scope, family, address, grant: "authorization_code" });
+  }
+
+  /**
+   * Refresh (OAuth 2.1 §4.3): the presented token is spent and a new one returned with the
+   * access token. A spent token presented again means a copy exists somewhere: the whole
+   * family and its access tokens are revoked, and the person must sign in again.
+   */
+  private async refresh(form: Record<string, string | string[] | undefined>, address: string) {
+    const fail = this.failure(address);
+    const presented = one(form, "refresh_token");
+    const clientId = one(form, "client_id");
+    if (!presented || !clientId) throw await fail(new OAuthProtocolError("invalid_request", "refresh_token and client_id are required"));
+    const t = this.now();
+    const outcome = await this.options.store.transaction(async (tx) => {
+      const row = await tx.selectFrom("oauth_refresh_tokens").selectAll().where("token_hash", "=", hash(presented)).executeTakeFirst();
+      if (!row) return { error: "unknown" as const };
+      // Conditional, so of two refreshes racing with one token only one spends it; the other is a reuse.
+      const spent = await tx.updateTable("oauth_refresh_tokens").set({ used_at: t }).where("token_hash", "=", row.token_hash).where("used_at", "is", null).executeTakeFirst();
+      if (Number(spent.numUpdatedRows) !== 1) {
+        await tx.deleteFrom("oauth_refresh_tokens").where("family", "=", row.family).execute();
+        await tx.deleteFrom("oauth_tokens").where("family", "=", row.family).execute();
+        return { error: "reused" as const, row };
+      }
+      return { row };
+    });
+    if (outcome.error === "reused") {
+      await this.options.audit.append({
+        type: "oauth.refresh_reuse",
+        code: "LOGIN_FAILED",
+        actor: { kind: "anonymous", address },
+        target: { client: outcome.row.client_id, user: outcome.row.user_name, resource: outcome.row.resource },
+        outcome: { status: "error", error: "invalid_grant", message: "a spent refresh token was presented again; the sign-in was revoked" },
+        details: { family: outcome.row.family },
+      });
+      throw new OAuthProtocolError("invalid_grant", "this refresh token was already used; the sign-in has been revoked, sign in again");
+    }
+    const row = outcome.row;
+    if (!row) throw await fail(new OAuthProtocolError("invalid_grant", "the refresh token is unknown or revoked"), { client: clientId });
+    if (row.client_id !== clientId) throw await fail(new OAuthProtocolError("invalid_grant", "the refresh token was issued to another client"), { client: clientId });
+    if (row.family_expires_at <= t) throw await fail(new OAuthProtocolError("invalid_grant", "the sign-in has reached its end; sign in again"), { client: clientId });
+    const resource = one(form, "resource");
+    if (resource !== undefined && resource !== row.resource) throw await fail(new OAuthProtocolError("invalid_target", "resource differs from the one authorized"), { client: clientId });
+    const principal = await this.options.login.users.get(row.user_name);
+    const spiffeId = this.options.login.users.spiffeIdOf(row.user_name);
+    if (!principal || principal.disabled || this.options.locks.lockFor({ spiffeId })) throw await fail(new OAuthProtocolError("invalid_grant", "the user can no longer sign in"), { client: clientId });
+    return this.issueTokens({ user: principal.name, clientId, resource: row.resource, scope: row.scope, family: { id: row.family, expiresAt: row.family_expires_at }, address, grant: "refresh_token" });
+  }
+
+  private async issueTokens(input: { user: string; clientId: string; resource: string; scope: string; family: { id: string; expiresAt: number } | undefined; address: string; grant: string }) {
     const token = `${ACCESS_TOKEN_PREFIX}${random()}`;
     const t = this.now();
-    const expiresAt = t + this.settings.accessTokenTtlMs;
-    await this.options.store.db.insertInto("oauth_tokens").values({ token_hash: hash(token), client_id: clientId, user_name: principal.name, resource: request.resource, scope: request.scope, created_at: t, expires_at: expiresAt }).execute();
-    await this.options.store.db.deleteFrom("oauth_tokens").where("expires_at", "<", t).execute();
-    const spiffeId = this.options.login.users.spiffeIdOf(principal.name);
+    // An access token never outlives the sign-in it was refreshed from.
+    const expiresAt = Math.min(t + this.settings.accessTokenTtlMs, input.family?.expiresAt ?? Number.POSITIVE_INFINITY);
+    const refreshToken = input.family ? `${REFRESH_TOKEN_PREFIX}${random()}` : undefined;
+    await this.options.store.transaction(async (tx) => {
+      await tx.insertInto("oauth_tokens").values({ token_hash: hash(token), client_id: input.clientId, user_name: input.user, resource: input.resource, scope: input.scope, created_at: t, expires_at: expiresAt, family: input.family?.id ?? null }).execute();
+      if (refreshToken && input.family) {
+        await tx
+          .insertInto("oauth_refresh_tokens")
+          .values({ token_hash: hash(refreshToken), family: input.family.id, client_id: input.clientId, user_name: input.user, resource: input.resource, scope: input.scope, created_at: t, family_expires_at: input.family.expiresAt, used_at: null })
+          .execute();
+      }
+      await tx.deleteFrom("oauth_tokens").where("expires_at", "<", t).execute();
+      await tx.deleteFrom("oauth_refresh_tokens").where("family_expires_at", "<", t).execute();
+    });
+    const spiffeId = this.options.login.users.spiffeIdOf(input.user);
     await this.options.audit.append({
       type: "oauth.token",
       code: "OK",
-      actor: { kind: "user", user: principal.name, spiffeId, address },
-      target: { client: clientId, resource: request.resource },
+      actor: { kind: "user", user: input.user, spiffeId, address: input.address },
+      target: { client: input.clientId, resource: input.resource },
       outcome: { status: "ok" },
-      details: { expiresAt: new Date(expiresAt).toISOString(), scope: request.scope },
+      details: { grant: input.grant, expiresAt: new Date(expiresAt).toISOString(), scope: input.scope, ...(input.family ? { family: input.family.id, refreshableUntil: new Date(input.family.expiresAt).toISOString() } : {}) },
     });
-    return { access_token: token, token_type: "Bearer", expires_in: Math.floor(this.settings.accessTokenTtlMs / 1000), scope: request.scope };
+    return {
+      access_token: token,
+      token_type: "Bearer",
+      expires_in: Math.max(1, Math.floor((expiresAt - t) / 1000)),
+      scope: input.scope,
+      ...(refreshToken ? { refresh_token: refreshToken } : {}),
+    };
   }
 
   /**
