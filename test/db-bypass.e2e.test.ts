@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type pg from "pg";
 import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { RawPgClient, applyDbRoles, directClient, errorsIn, proxyClient, registerDatabase } from "./helpers/db.js";
+import { RawPgClient, applyDbRoles, directClient, directQuery, errorsIn, proxyClient, registerDatabase } from "./helpers/db.js";
 import { cstring, frame, int32 } from "../src/db/protocol.js";
 import type { ControlPlane } from "../src/server/index.js";
 
@@ -90,10 +90,7 @@ let reader: TestAgent;
 let client: pg.Client;
 
 beforeAll(async () => {
-  const direct = directClient();
-  await direct.connect();
-  await direct.query(`DROP SCHEMA IF EXISTS ${S} CASCADE; CREATE SCHEMA ${S}; CREATE TABLE ${S}.victim (id int primary key); INSERT INTO ${S}.victim VALUES (1); CREATE SEQUENCE ${S}.seq; CREATE PROCEDURE ${S}.p() LANGUAGE sql AS 'DELETE FROM ${S}.victim'`);
-  await direct.end();
+  await directQuery(`DROP SCHEMA IF EXISTS ${S} CASCADE; CREATE SCHEMA ${S}; CREATE TABLE ${S}.victim (id int primary key); INSERT INTO ${S}.victim VALUES (1); CREATE SEQUENCE ${S}.seq; CREATE PROCEDURE ${S}.p() LANGUAGE sql AS 'DELETE FROM ${S}.victim'`);
   plane = await startTestControlPlane({ db: { listen: "127.0.0.1:0" } });
   await applyDbRoles(plane);
   await registerDatabase(plane, "orders");
@@ -105,10 +102,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await client?.end().catch(() => undefined);
   await plane?.close();
-  const direct = directClient();
-  await direct.connect();
-  await direct.query(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
-  await direct.end();
+  await directQuery(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
 });
 
 describe("bypass attempts by a read-only agent", () => {

@@ -24,6 +24,20 @@ afterAll(async () => {
   await plane?.close();
 });
 
+/** SSLRequest, then a TLS handshake with these client options; `closed` resolves with all the server said. */
+async function tlsSession(options: { cert?: Buffer; key?: Buffer }) {
+  const raw = await RawPgClient.plain(dbPort(plane));
+  raw.send(SSL_REQUEST);
+  await raw.bytes(1);
+  raw.socket.removeAllListeners("data");
+  const tls = tlsConnect({ socket: raw.socket, ...options, rejectUnauthorized: false });
+  await new Promise((resolve) => tls.once("secureConnect", resolve));
+  let said = "";
+  tls.on("data", (c: Buffer) => (said += c.toString("latin1")));
+  const closed = new Promise<string>((resolve) => tls.once("close", () => resolve(said)));
+  return { tls, closed };
+}
+
 async function stillServes(): Promise<void> {
   const client = proxyClient(plane, reader, "orders");
   await client.connect();
@@ -57,32 +71,16 @@ describe("SSL negotiation games", () => {
   });
 
   test("a second SSLRequest inside TLS is a protocol violation", async () => {
-    const raw = await RawPgClient.plain(dbPort(plane));
-    raw.send(SSL_REQUEST);
-    await raw.bytes(1);
-    raw.socket.removeAllListeners("data");
     const { readFileSync } = await import("node:fs");
     const { join } = await import("node:path");
-    const tls = tlsConnect({ socket: raw.socket, cert: readFileSync(join(reader.credentialDir, "svid.pem")), key: readFileSync(join(reader.credentialDir, "svid_key.pem")), rejectUnauthorized: false });
-    await new Promise((resolve) => tls.once("secureConnect", resolve));
-    let said = "";
-    tls.on("data", (c: Buffer) => (said += c.toString("latin1")));
-    tls.write(SSL_REQUEST);
-    await new Promise((resolve) => tls.once("close", resolve));
-    expect(said).toContain("second SSLRequest");
+    const session = await tlsSession({ cert: readFileSync(join(reader.credentialDir, "svid.pem")), key: readFileSync(join(reader.credentialDir, "svid_key.pem")) });
+    session.tls.write(SSL_REQUEST);
+    expect(await session.closed).toContain("second SSLRequest");
   });
 
   test("TLS without a client certificate is refused with a clear error", async () => {
-    const raw = await RawPgClient.plain(dbPort(plane));
-    raw.send(SSL_REQUEST);
-    await raw.bytes(1);
-    raw.socket.removeAllListeners("data");
-    const tls = tlsConnect({ socket: raw.socket, rejectUnauthorized: false });
-    await new Promise((resolve) => tls.once("secureConnect", resolve));
-    let said = "";
-    tls.on("data", (c: Buffer) => (said += c.toString("latin1")));
-    await new Promise((resolve) => tls.once("close", resolve));
-    expect(said).toContain("certificate login failed");
+    const session = await tlsSession({});
+    expect(await session.closed).toContain("certificate login failed");
   });
 });
 

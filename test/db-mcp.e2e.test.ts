@@ -4,17 +4,14 @@ import { runDbMcpServer } from "../src/db/index.js";
 import type { ControlPlane } from "../src/server/index.js";
 import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
-import { applyDbRoles, dbPort, directClient, registerDatabase } from "./helpers/db.js";
+import { applyDbRoles, dbPort, directClient, directQuery, registerDatabase } from "./helpers/db.js";
 
 const S = `mandate_mcpdb_${process.pid}`;
 let plane: ControlPlane;
 let reader: TestAgent;
 
 beforeAll(async () => {
-  const direct = directClient();
-  await direct.connect();
-  await direct.query(`DROP SCHEMA IF EXISTS ${S} CASCADE; CREATE SCHEMA ${S}; CREATE TABLE ${S}.customers (id int primary key, name text not null); INSERT INTO ${S}.customers VALUES (1, 'ada')`);
-  await direct.end();
+  await directQuery(`DROP SCHEMA IF EXISTS ${S} CASCADE; CREATE SCHEMA ${S}; CREATE TABLE ${S}.customers (id int primary key, name text not null); INSERT INTO ${S}.customers VALUES (1, 'ada')`);
   plane = await startTestControlPlane({ db: { listen: "127.0.0.1:0" } });
   await applyDbRoles(plane);
   await registerDatabase(plane, "orders");
@@ -23,10 +20,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await plane?.close();
-  const direct = directClient();
-  await direct.connect();
-  await direct.query(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
-  await direct.end();
+  await directQuery(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
 });
 
 /** A JSON-RPC peer over the server's stdio streams. */

@@ -3,7 +3,7 @@ import { joinTestAgent, type TestAgent } from "./helpers/agent.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
 import { execFile } from "node:child_process";
 import { mandate } from "./helpers/cli.js";
-import { applyDbRoles, directClient, proxyClient, proxyConnString, psql, registerDatabase } from "./helpers/db.js";
+import { applyDbRoles, directClient, directQuery, proxyClient, proxyConnString, psql, registerDatabase } from "./helpers/db.js";
 import type { ControlPlane } from "../src/server/index.js";
 
 let plane: ControlPlane;
@@ -12,10 +12,7 @@ let admin: TestAgent;
 const schema = `mandate_db_${process.pid}_${Date.now() % 100000}`;
 
 beforeAll(async () => {
-  const direct = directClient();
-  await direct.connect();
-  await direct.query(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.orders (id int primary key, item text); INSERT INTO ${schema}.orders VALUES (1, 'apple'), (2, 'pear'); CREATE TABLE ${schema}.victim (id int)`);
-  await direct.end();
+  await directQuery(`CREATE SCHEMA ${schema}; CREATE TABLE ${schema}.orders (id int primary key, item text); INSERT INTO ${schema}.orders VALUES (1, 'apple'), (2, 'pear'); CREATE TABLE ${schema}.victim (id int)`);
   plane = await startTestControlPlane({ db: { listen: "127.0.0.1:0" } });
   await applyDbRoles(plane);
   await registerDatabase(plane, "orders");
@@ -25,10 +22,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await plane?.close();
-  const direct = directClient();
-  await direct.connect();
-  await direct.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  await direct.end();
+  await directQuery(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
 });
 
 describe("psql through the proxy", () => {

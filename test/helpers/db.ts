@@ -204,3 +204,14 @@ export async function applyDbRoles(plane: ControlPlane): Promise<void> {
   const applied = await mandate("roles", "apply", "-f", file, "--data-dir", plane.dataDir);
   if (applied.code !== 0) throw new Error(`roles apply failed: ${applied.stderr}`);
 }
+
+/** Runs SQL directly on the test server (setup and cleanup, not through the proxy). */
+export async function directQuery<R extends pg.QueryResultRow = any>(sql: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
+  const direct = directClient();
+  await direct.connect();
+  try {
+    return await direct.query<R>(sql, values);
+  } finally {
+    await direct.end();
+  }
+}
