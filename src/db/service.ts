@@ -42,7 +42,8 @@ export class DbService {
   ) {}
 
   static async start(options: DbServiceOptions): Promise<DbService> {
-    await loadParser();
+    // The parser (WebAssembly) is needed only by the listener's sessions.
+    if (options.listen) await loadParser();
     const registry = new DbRegistry(options.store, options.now, options.env);
     const journal = await DbAuditJournal.open(join(options.dataDir, "db-audit"), options.audit, (error) => options.log("database audit journal write failed", error));
     const cache = new ClassificationCache();
