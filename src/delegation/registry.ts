@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { MandateError } from "../errors/index.js";
 import type { DelegationScope } from "../policy/index.js";
 import type { DelegationTable, Store } from "../store/index.js";
-import { bumpRevision } from "../store/revision.js";
+import { RevisionPoller, bumpRevision } from "../store/revision.js";
 import type { Grant, GrantStatus } from "./types.js";
 
 const REVISION_KEY = "delegations_revision";
@@ -44,60 +44,43 @@ export function newGrantId(): string {
  */
 export class DelegationRegistry {
   private byId = new Map<string, Grant>();
-  private revision = "";
-  private timer: NodeJS.Timeout | undefined;
-  private lastRefresh = 0;
-  private refreshError: unknown;
-  private refreshing: Promise<void> | undefined;
-  private pollIntervalMs = 200;
+  private readonly poller: RevisionPoller;
 
   constructor(
     private readonly store: Store,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.poller = new RevisionPoller(store, REVISION_KEY, () => this.load(), now);
+  }
 
-  async start(pollIntervalMs = 200): Promise<void> {
-    this.pollIntervalMs = pollIntervalMs;
-    await this.refresh(true);
-    this.timer = setInterval(() => {
-      this.refresh().catch((error) => {
-        this.refreshError = error;
-      });
-    }, pollIntervalMs);
-    this.timer.unref();
+  start(pollIntervalMs = 200): Promise<void> {
+    return this.poller.start(pollIntervalMs);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.poller.stop();
   }
 
   /** Fails closed: a view not refreshed for too long (5 s, or five poll intervals) could be missing a revocation. */
-  assertFresh(maxAgeMs = Math.max(5000, 5 * this.pollIntervalMs)): void {
-    if (this.timer && this.now() - this.lastRefresh > maxAgeMs) {
-      throw new MandateError("STORE_UNAVAILABLE", `the delegation list could not be refreshed for ${Math.round((this.now() - this.lastRefresh) / 1000)}s; refusing delegations until it can`, {
-        cause: this.refreshError,
+  assertFresh(maxAgeMs = Math.max(5000, 5 * this.poller.pollIntervalMs)): void {
+    const stale = this.poller.staleness(maxAgeMs);
+    if (stale) {
+      throw new MandateError("STORE_UNAVAILABLE", `the delegation list could not be refreshed for ${Math.round(stale.ageMs / 1000)}s; refusing delegations until it can`, {
+        cause: stale.error,
       });
     }
   }
 
+  /** One refresh at a time; a forced one waits for the running one and then reads again. */
   refresh(force = false): Promise<void> {
-    // One refresh at a time; a forced one waits for the running one and then reads again.
-    const run = async () => {
-      const revision = (await this.store.getMeta(REVISION_KEY)) ?? "0";
-      if (force || revision !== this.revision) {
-        const rows = await this.store.db.selectFrom("delegations").selectAll().where("expires_at", ">", this.now() - KEEP_EXPIRED_MS).execute();
-        const byId = new Map<string, Grant>();
-        for (const row of rows) byId.set(row.id, toGrant(row));
-        this.byId = byId;
-        this.revision = revision;
-      }
-      this.lastRefresh = this.now();
-      this.refreshError = undefined;
-    };
-    const next = (this.refreshing ?? Promise.resolve()).catch(() => undefined).then(run);
-    this.refreshing = next;
-    return next;
+    return this.poller.refresh(force);
+  }
+
+  private async load(): Promise<void> {
+    const rows = await this.store.db.selectFrom("delegations").selectAll().where("expires_at", ">", this.now() - KEEP_EXPIRED_MS).execute();
+    const byId = new Map<string, Grant>();
+    for (const row of rows) byId.set(row.id, toGrant(row));
+    this.byId = byId;
   }
 
   /** From memory; `undefined` when unknown (or expired for more than a day). */

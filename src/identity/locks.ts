@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { sql } from "kysely";
 import { MandateError } from "../errors/index.js";
 import type { LockTable, LockTargetKind, Store } from "../store/index.js";
+import { RevisionPoller, bumpRevision } from "../store/revision.js";
 
 export interface Lock {
   id: string;
@@ -39,66 +39,57 @@ function toLock(row: LockTable): Lock {
  */
 export class LockRegistry {
   private byKey = new Map<string, LockTable>();
-  private revision = "";
-  private timer: NodeJS.Timeout | undefined;
-  private lastRefresh = 0;
-  private refreshError: unknown;
+  private readonly poller: RevisionPoller;
 
   constructor(
     private readonly store: Store,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.poller = new RevisionPoller(store, REVISION_KEY, () => this.load(), now);
+  }
 
-  async start(pollIntervalMs = 200): Promise<void> {
-    await this.refresh(true);
-    this.timer = setInterval(() => {
-      this.refresh().catch((error) => {
-        this.refreshError = error;
-      });
-    }, pollIntervalMs);
-    this.timer.unref();
+  start(pollIntervalMs = 200): Promise<void> {
+    return this.poller.start(pollIntervalMs);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.poller.stop();
   }
 
   /** Fails closed: when the lock view has not been refreshed for too long, every identity counts as locked. */
   assertFresh(maxAgeMs = 5000): void {
-    if (this.timer && this.now() - this.lastRefresh > maxAgeMs) {
-      throw new MandateError("STORE_UNAVAILABLE", `the lock list could not be refreshed for ${Math.round((this.now() - this.lastRefresh) / 1000)}s; refusing to authenticate until it can`, {
-        cause: this.refreshError,
+    const stale = this.poller.staleness(maxAgeMs);
+    if (stale) {
+      throw new MandateError("STORE_UNAVAILABLE", `the lock list could not be refreshed for ${Math.round(stale.ageMs / 1000)}s; refusing to authenticate until it can`, {
+        cause: stale.error,
       });
     }
   }
 
-  async refresh(force = false): Promise<void> {
-    const revision = (await this.store.getMeta(REVISION_KEY)) ?? "0";
-    if (force || revision !== this.revision) {
-      const rows = await this.store.db.selectFrom("locks").selectAll().execute();
-      const byKey = new Map<string, LockTable>();
-      const instanceLocks = rows.filter((r) => r.target_kind === "instance");
-      for (const row of rows) byKey.set(`${row.target_kind}:${row.target_value}`, row);
-      // An instance lock also covers every still-valid certificate issued to that instance,
-      // so verifiers can enforce it from the certificate serial alone.
-      if (instanceLocks.length > 0) {
-        const serials = await this.store.db
-          .selectFrom("issued_svids")
-          .select(["serial", "instance_id"])
-          .where("instance_id", "in", instanceLocks.map((r) => r.target_value))
-          .where("not_after", ">", this.now())
-          .execute();
-        for (const s of serials) {
-          const lock = instanceLocks.find((r) => r.target_value === s.instance_id)!;
-          if (!byKey.has(`serial:${s.serial}`)) byKey.set(`serial:${s.serial}`, lock);
-        }
+  refresh(force = false): Promise<void> {
+    return this.poller.refresh(force);
+  }
+
+  private async load(): Promise<void> {
+    const rows = await this.store.db.selectFrom("locks").selectAll().execute();
+    const byKey = new Map<string, LockTable>();
+    const instanceLocks = rows.filter((r) => r.target_kind === "instance");
+    for (const row of rows) byKey.set(`${row.target_kind}:${row.target_value}`, row);
+    // An instance lock also covers every still-valid certificate issued to that instance,
+    // so verifiers can enforce it from the certificate serial alone.
+    if (instanceLocks.length > 0) {
+      const serials = await this.store.db
+        .selectFrom("issued_svids")
+        .select(["serial", "instance_id"])
+        .where("instance_id", "in", instanceLocks.map((r) => r.target_value))
+        .where("not_after", ">", this.now())
+        .execute();
+      for (const s of serials) {
+        const lock = instanceLocks.find((r) => r.target_value === s.instance_id)!;
+        if (!byKey.has(`serial:${s.serial}`)) byKey.set(`serial:${s.serial}`, lock);
       }
-      this.byKey = byKey;
-      this.revision = revision;
     }
-    this.lastRefresh = this.now();
-    this.refreshError = undefined;
+    this.byKey = byKey;
   }
 
   /** The lock in force for this subject, if any. Pure memory lookups. */
@@ -137,7 +128,7 @@ export class LockRegistry {
     };
     await this.store.transaction(async (tx) => {
       await tx.insertInto("locks").values(row).execute();
-      await bumpRevision(tx);
+      await bumpRevision(tx, REVISION_KEY);
     });
     await this.refresh(true);
     return toLock(row);
@@ -148,7 +139,7 @@ export class LockRegistry {
     if (!row) throw new MandateError("NOT_FOUND", `no lock with id ${id}; see \`mandate locks ls\``);
     await this.store.transaction(async (tx) => {
       await tx.deleteFrom("locks").where("id", "=", id).execute();
-      await bumpRevision(tx);
+      await bumpRevision(tx, REVISION_KEY);
     });
     await this.refresh(true);
     return toLock(row);
@@ -159,13 +150,4 @@ export class LockRegistry {
     const t = this.now();
     return rows.filter((r) => options.includeExpired || r.expires_at === null || r.expires_at > t).map(toLock);
   }
-}
-
-async function bumpRevision(tx: Parameters<Parameters<Store["transaction"]>[0]>[0]): Promise<void> {
-  const updated = await tx
-    .updateTable("meta")
-    .set({ value: sql<string>`cast(cast(value as bigint) + 1 as text)` })
-    .where("key", "=", REVISION_KEY)
-    .executeTakeFirst();
-  if (Number(updated.numUpdatedRows) === 0) await tx.insertInto("meta").values({ key: REVISION_KEY, value: "1" }).execute();
 }

@@ -1,6 +1,6 @@
 import { MandateError } from "../errors/index.js";
 import type { RoleTable, RuntimeAllowlistTable, Store } from "../store/index.js";
-import { bumpRevision } from "../store/revision.js";
+import { RevisionPoller, bumpRevision } from "../store/revision.js";
 import { brokenRole, compileRole, compileRoleSource, type CompiledRole } from "./compile.js";
 import { compileRuntimeList, type PolicySnapshot, type RuntimeList, type SnapshotSource } from "./engine.js";
 import { globProblem } from "./glob.js";
@@ -43,9 +43,7 @@ const iso = (ms: number | string) => new Date(Number(ms)).toISOString();
  */
 export class RoleRegistry implements SnapshotSource {
   private current: PolicySnapshot = { revision: "", roles: new Map(), runtime: compileRuntimeList({ allow: [], deny: [] }) };
-  private timer: NodeJS.Timeout | undefined;
-  private lastRefresh = 0;
-  private refreshError: unknown;
+  private readonly poller: RevisionPoller;
   /** roles that are stored but did not compile (never expected; reported by `problems()`, and they deny everything) */
   private broken = new Map<string, string>();
 
@@ -53,21 +51,16 @@ export class RoleRegistry implements SnapshotSource {
     private readonly store: Store,
     private readonly now: () => number = Date.now,
     private readonly maxStalenessMs = 5000,
-  ) {}
+  ) {
+    this.poller = new RevisionPoller(store, POLICY_REVISION_KEY, (revision) => this.load(revision), now);
+  }
 
-  async start(pollIntervalMs = 200): Promise<void> {
-    await this.refresh(true);
-    this.timer = setInterval(() => {
-      this.refresh().catch((error) => {
-        this.refreshError = error;
-      });
-    }, pollIntervalMs);
-    this.timer.unref();
+  start(pollIntervalMs = 200): Promise<void> {
+    return this.poller.start(pollIntervalMs);
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    this.poller.stop();
   }
 
   snapshot(): PolicySnapshot {
@@ -75,43 +68,41 @@ export class RoleRegistry implements SnapshotSource {
   }
 
   stale(now: number): string | undefined {
-    if (this.timer && now - this.lastRefresh > this.maxStalenessMs) {
-      return `the role and allow-list view could not be refreshed for ${Math.round((now - this.lastRefresh) / 1000)}s (${(this.refreshError as Error | undefined)?.message ?? "no answer"}); refusing until it can`;
-    }
-    return undefined;
+    const stale = this.poller.staleness(this.maxStalenessMs, now);
+    if (!stale) return undefined;
+    return `the role and allow-list view could not be refreshed for ${Math.round(stale.ageMs / 1000)}s (${(stale.error as Error | undefined)?.message ?? "no answer"}); refusing until it can`;
   }
 
   problems(): ReadonlyMap<string, string> {
     return this.broken;
   }
 
-  async refresh(force = false): Promise<void> {
-    const revision = (await this.store.getMeta(POLICY_REVISION_KEY)) ?? "0";
-    if (force || revision !== this.current.revision) {
-      const [roleRows, runtimeRows] = await Promise.all([this.store.db.selectFrom("roles").selectAll().execute(), this.store.db.selectFrom("runtime_allowlist").selectAll().execute()]);
-      const previous = this.current.roles;
-      const roles = new Map<string, CompiledRole>();
-      const broken = new Map<string, string>();
-      for (const row of roleRows) {
-        const known = previous.get(row.name);
-        if (known && known.source === row.source && !this.broken.has(row.name)) {
-          roles.set(row.name, known);
-          continue;
-        }
-        try {
-          roles.set(row.name, compileRoleSource(row.source, `role ${row.name}`));
-        } catch (error) {
-          // Fail closed: a role that does not compile denies everything to whoever holds it.
-          broken.set(row.name, (error as Error).message);
-          roles.set(row.name, brokenRole(row.name, row.source, (error as Error).message));
-        }
+  refresh(force = false): Promise<void> {
+    return this.poller.refresh(force);
+  }
+
+  private async load(revision: string): Promise<void> {
+    const [roleRows, runtimeRows] = await Promise.all([this.store.db.selectFrom("roles").selectAll().execute(), this.store.db.selectFrom("runtime_allowlist").selectAll().execute()]);
+    const previous = this.current.roles;
+    const roles = new Map<string, CompiledRole>();
+    const broken = new Map<string, string>();
+    for (const row of roleRows) {
+      const known = previous.get(row.name);
+      if (known && known.source === row.source && !this.broken.has(row.name)) {
+        roles.set(row.name, known);
+        continue;
       }
-      const runtime = runtimeFrom(runtimeRows);
-      this.current = { revision, roles, runtime: compileRuntimeList(runtime) };
-      this.broken = broken;
+      try {
+        roles.set(row.name, compileRoleSource(row.source, `role ${row.name}`));
+      } catch (error) {
+        // Fail closed: a role that does not compile denies everything to whoever holds it.
+        broken.set(row.name, (error as Error).message);
+        roles.set(row.name, brokenRole(row.name, row.source, (error as Error).message));
+      }
     }
-    this.lastRefresh = this.now();
-    this.refreshError = undefined;
+    const runtime = runtimeFrom(runtimeRows);
+    this.current = { revision, roles, runtime: compileRuntimeList(runtime) };
+    this.broken = broken;
   }
 
   /** Validates every document first; then writes all of them in one transaction, or none. */
