@@ -165,6 +165,24 @@ describe("extended protocol", () => {
     raw.close();
   });
 
+  test("a refused unnamed Parse leaves no earlier unnamed statement to Bind", async () => {
+    const raw = await RawPgClient.login(plane, reader, "orders");
+    raw.send(Buffer.concat([parse("", "SELECT 1"), sync]));
+    expect(errorsIn(await raw.until("Z"))).toEqual([]);
+    raw.send(Buffer.concat([parse("", `DELETE FROM ${S}.victim`), sync]));
+    expect(errorsIn(await raw.until("Z"))).toEqual([expect.objectContaining({ code: "42501" })]);
+    raw.send(Buffer.concat([bind("", ""), execute(""), sync]));
+    const after = await raw.until("Z");
+    expect(errorsIn(after)).toEqual([expect.objectContaining({ code: "42501" })]);
+    expect(after.filter((m) => m.type === "C")).toEqual([]);
+    raw.close();
+  });
+
+  test("PREPARE and EXECUTE in one string", async () => {
+    expect((await client.query("PREPARE both_q AS SELECT 5 AS n; EXECUTE both_q") as unknown as { rows: unknown[] }[])[1]!.rows).toEqual([{ n: 5 }]);
+    await expect(client.query(`PREPARE both_w AS DELETE FROM ${S}.victim; EXECUTE both_w`)).rejects.toMatchObject({ code: "42501" });
+  });
+
   test("a named prepared statement runs by protocol and by SQL EXECUTE; one prepared with a write does not", async () => {
     const prepared = await client.query({ name: "reader_q", text: `SELECT id FROM ${S}.victim WHERE id = $1`, values: [1] });
     expect(prepared.rows).toEqual([{ id: 1 }]);

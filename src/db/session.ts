@@ -222,7 +222,11 @@ export class DbSession {
         if (verdict.allowed) {
           this.prepared.set(name, verdict.shape);
           out.push(f.raw);
-        } else this.deny(out, verdict.error, "extended");
+        } else {
+          // The sentinel replaces the server's unnamed statement too.
+          this.prepared.delete("");
+          this.deny(out, verdict.error, "extended");
+        }
         return true;
       }
       case "B": {
@@ -312,6 +316,9 @@ export class DbSession {
     let statements = new Set<StatementClass>(classification.statements);
     let tables = new Set(classification.tables);
     let functions = new Set(classification.functions);
+    // PREPARE first, so `PREPARE p AS …; EXECUTE p` in one string is known; the PREPARE's own
+    // classes already include what it prepares.
+    for (const p of classification.prepares) this.prepared.set(p.name, { ...p.classification, redacted: classification.redacted });
     // EXECUTE name does what name was prepared to do; an unknown name is refused.
     for (const name of classification.executes) {
       const known = this.prepared.get(name);
@@ -320,7 +327,6 @@ export class DbSession {
       tables = new Set([...tables, ...known.tables]);
       functions = new Set([...functions, ...known.functions]);
     }
-    for (const p of classification.prepares) this.prepared.set(p.name, { ...p.classification, redacted: classification.redacted });
     for (const name of classification.deallocates) {
       if (name === "*") this.prepared.clear();
       else this.prepared.delete(name);
