@@ -43,11 +43,8 @@ export class RevisionPoller {
   async start(pollIntervalMs = 200): Promise<void> {
     this.intervalMs = pollIntervalMs;
     await this.refresh(true);
-    this.timer = setInterval(() => {
-      this.refresh().catch((error: unknown) => {
-        this.refreshError = error;
-      });
-    }, pollIntervalMs);
+    // A failed poll is recorded by refresh() and reported through staleness().
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), pollIntervalMs);
     this.timer.unref();
   }
 
@@ -65,10 +62,15 @@ export class RevisionPoller {
 
   refresh(force = false): Promise<void> {
     const run = async () => {
-      const revision = (await this.store.getMeta(this.key)) ?? "0";
-      if (force || revision !== this.revision) {
-        await this.load(revision);
-        this.revision = revision;
+      try {
+        const revision = (await this.store.getMeta(this.key)) ?? "0";
+        if (force || revision !== this.revision) {
+          await this.load(revision);
+          this.revision = revision;
+        }
+      } catch (error) {
+        this.refreshError = error;
+        throw error;
       }
       this.lastRefresh = this.now();
       this.refreshError = undefined;
