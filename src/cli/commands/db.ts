@@ -185,8 +185,8 @@ export function registerMcpDb(mcp: Command): void {
       "after",
       `
 Every statement goes through the same proxy path as psql: parsed, authorized by the agent's
-role and delegation, audited. Register it with a desktop client like any stdio server, or in
-the catalog:  mandate mcp servers add orders-db --command "mandate mcp db orders --creds /run/mandate"
+role and delegation, audited. Run it on the agent's host and register it with the agent's MCP
+client like any stdio server; it acts with the identity in --creds.
 
 Example:
   mandate mcp db orders --creds ./agent-creds --db-user readonly`,
