@@ -8,5 +8,4 @@ export { DelegationTokens, DELEGATION_TOKEN_ALG, DELEGATION_TOKEN_TYPE, JWT_TOKE
 export { DELEGATION_RESOURCE_PREFIX, TASK_RESOURCE_PREFIX, TOKEN_PATH } from "./token-routes.js";
 export { PrincipalResolver, type AccessPolicy, type UserDirectory } from "./principals.js";
 export { validateScope } from "./scope.js";
-export { defaultAction } from "./routes.js";
 export type * from "./types.js";

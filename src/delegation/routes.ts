@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { AuditLog } from "../audit/index.js";
 import { MandateError, isMandateError } from "../errors/index.js";
 import type { Caller } from "../identity/index.js";
-import { parseResourceString, resourceString } from "../policy/index.js";
+import { defaultAction, parseResourceString, resourceString } from "../policy/index.js";
 import type { AccessResource, Principal } from "../policy/index.js";
 import type { CallerAuthenticator } from "../server/authenticate.js";
 import { parseRequest } from "../server/validate.js";
@@ -50,19 +50,6 @@ const CheckBody = z.strictObject({
 const RequestsQuery = z.strictObject({ status: z.enum(["pending", "approved", "denied", "consumed", "expired"]).optional(), task: z.string().max(128).optional() });
 const ApproveBody = z.strictObject({ reason: z.string().max(1024).optional(), mode: z.enum(["once", "window"]).default("once"), forSeconds: z.number().int().positive().max(MAX_APPROVAL_WINDOW_MS / 1000).optional() });
 const DenyBody = z.strictObject({ reason: z.string().min(1).max(1024) });
-
-export function defaultAction(resource: AccessResource): string {
-  switch (resource.kind) {
-    case "mcp":
-      return resource.item === "tool" ? "mcp.tools/call" : resource.item === "prompt" ? "mcp.prompts/get" : resource.item === "resource" ? "mcp.resources/read" : `mcp.${resource.name}`;
-    case "llm":
-      return "llm.chat";
-    case "db":
-      return "db.query";
-    case "delegate":
-      return "delegate.create";
-  }
-}
 
 function grantingCaller(caller: Caller, onBehalfOf: string | undefined): GrantingCaller {
   if (caller.kind === "user" && caller.user) {

@@ -2,7 +2,7 @@ export type * from "./types.js";
 export type * from "./gate.js";
 export { compileGlob, cachedGlob, globCovers, globMatches, globProblem, matchesGlob, MAX_GLOB_LENGTH, MAX_GLOB_WILDCARDS, type Glob } from "./glob.js";
 export { formatLabelSelector, parseLabelSelector, selectorMatches, type LabelRequirement, type LabelSelector } from "./labels.js";
-export { MAX_RESOURCE_LENGTH, parseResourceString, resourceString, resourceStrings, STATEMENT_CLASSES } from "./resources.js";
+export { defaultAction, MAX_RESOURCE_LENGTH, parseResourceString, resourceString, resourceStrings, STATEMENT_CLASSES } from "./resources.js";
 export { cedarIsAuthorized, cedarRequest, compileCondition, evaluateCondition, toCedarValue, type CedarCondition, type CedarRequest } from "./cedar.js";
 export { compileRole, compileRoleSource, ruleMatches, type CompiledRole, type CompiledRule } from "./compile.js";
 export { CompiledPolicyEngine, compileRuntimeList, staticSnapshot, type PolicySnapshot, type RuntimeList, type SnapshotSource } from "./engine.js";

@@ -116,3 +116,17 @@ export function parseResourceString(s: string): AccessResource {
       return invalid(`${JSON.stringify(s.slice(0, 80))}: a resource starts with mcp:, llm:, db: or delegate:`);
   }
 }
+
+/** The action a proxy names for a plain use of a resource (what `access check` assumes when none is given). */
+export function defaultAction(resource: AccessResource): string {
+  switch (resource.kind) {
+    case "mcp":
+      return resource.item === "tool" ? "mcp.tools/call" : resource.item === "prompt" ? "mcp.prompts/get" : resource.item === "resource" ? "mcp.resources/read" : `mcp.${resource.name}`;
+    case "llm":
+      return "llm.chat";
+    case "db":
+      return "db.query";
+    case "delegate":
+      return "delegate.create";
+  }
+}

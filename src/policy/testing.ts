@@ -1,3 +1,4 @@
+import { defaultAction } from "./resources.js";
 import type { AccessRequest, AccessResource, AgentPrincipal, DelegationLink, DelegationScope, Labels, Principal, ResolvedDelegation, StatementClass, UserPrincipal } from "./types.js";
 
 /** Small builders for access requests, shared by the policy tests, the bench and the gate's tests. */
@@ -29,19 +30,6 @@ export function delegation(id: string, chain: DelegationLink[], options: { revok
   return { id, task: options.task ?? "investigate-checkout-deploy", chain, expiresAt: options.expiresAt ?? Math.min(...chain.map((l) => l.expiresAt)), revoked: options.revoked ?? false };
 }
 
-export function actionFor(resource: AccessResource): string {
-  switch (resource.kind) {
-    case "mcp":
-      return resource.item === "tool" ? "mcp.tools/call" : resource.item === "prompt" ? "mcp.prompts/get" : resource.item === "resource" ? "mcp.resources/read" : "mcp.sampling/createMessage";
-    case "llm":
-      return "llm.chat";
-    case "db":
-      return "db.query";
-    case "delegate":
-      return "delegate.create";
-  }
-}
-
 export function accessRequest(principal: Principal, resource: AccessResource, extra: Partial<AccessRequest> = {}): AccessRequest {
-  return { principal, resource, action: actionFor(resource), now: T0, ...extra };
+  return { principal, resource, action: defaultAction(resource), now: T0, ...extra };
 }
