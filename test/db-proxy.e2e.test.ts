@@ -51,6 +51,23 @@ describe("psql through the proxy", () => {
     await client.end();
   });
 
+  test("COPY FROM STDIN and COPY TO STDOUT are relayed for a role that allows them", async () => {
+    const { spawn } = await import("node:child_process");
+    const conn = proxyConnString(plane, admin, "orders");
+    const copyIn = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn("psql", [conn, "-X", "-A", "-t", "-c", `COPY ${schema}.victim FROM STDIN`]);
+      let out = "";
+      child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (out += c.toString()));
+      child.once("exit", (code) => resolve({ code, out }));
+      child.stdin.end("7\n8\n9\n");
+    });
+    expect(copyIn.out.trim()).toBe("COPY 3");
+    const copyOut = await psql(conn, `COPY (SELECT id FROM ${schema}.victim ORDER BY id) TO STDOUT`);
+    expect(copyOut.stdout).toBe("7\n8\n9");
+    await psql(conn, `DELETE FROM ${schema}.victim`);
+  });
+
   test("admin can", async () => {
     const r = await psql(proxyConnString(plane, admin, "orders"), `DELETE FROM ${schema}.victim`);
     expect(r.stderr).toBe("");
