@@ -10,5 +10,7 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-const { runCli } = await import("../dist/src/cli/index.js");
+// Agent-side commands load only what they use: a daemon lives for months on every agent host.
+const agentSide = ["daemon", "svid", "run"].includes(process.argv[2] ?? "") && !process.argv.includes("--version");
+const { runCli } = agentSide ? await import("../dist/src/cli/agent-cli.js").then((m) => ({ runCli: m.runAgentCli })) : await import("../dist/src/cli/index.js");
 process.exitCode = await runCli(process.argv);

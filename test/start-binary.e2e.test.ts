@@ -78,6 +78,26 @@ describe("the mandate binary", () => {
     for (const command of ["start", "agents", "locks", "ca", "daemon", "svid"]) expect(out).toContain(command);
     expect(out).toContain("Getting started");
   });
+
+  it("serves the agent-side commands from the slim program, with the same flags and errors", async () => {
+    const run = async (args: string[]) => {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+      return { code: await new Promise((r) => child.once("exit", r)), out, err };
+    };
+    const help = await run(["daemon", "--help"]);
+    expect(help.code).toBe(0);
+    for (const flag of ["--auth-server", "--join-token", "--out", "--oneshot", "--socket", "--join-method"]) expect(help.out).toContain(flag);
+    const svid = await run(["svid", "jwt", "--help"]);
+    expect(svid.code).toBe(0);
+    expect(svid.out).toContain("--audience");
+    const unknown = await run(["daemon", "--no-such-flag"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toContain("unknown option");
+  });
 });
 
 describe("mandate run", () => {

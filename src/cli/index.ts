@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { Command, CommanderError } from "commander";
+import type { Command } from "commander";
 import { registerAgents } from "./commands/agents.js";
 import { registerAccess } from "./commands/access.js";
 import { registerDelegate } from "./commands/delegate.js";
@@ -20,26 +20,21 @@ import { registerUsage } from "./commands/usage.js";
 import { registerUsers } from "./commands/users.js";
 import { registerLogin } from "./commands/login.js";
 import { registerSso } from "./commands/sso.js";
-import { type Io, type OutputFormat, printError, processIo } from "./output.js";
+import { type Io, processIo } from "./output.js";
+import { type ProgramContext, finishProgram, rootCommand, runProgram } from "./program.js";
 
-export const VERSION = "0.1.0";
+export { VERSION } from "./program.js";
 
-export function buildProgram(io: Io, context: { setRunning: (stop: () => Promise<void>) => void; setExitCode: (code: number) => void }): Command {
-  const program = new Command("mandate")
-    .description("Short-lived cryptographic identities for AI agents, and least privilege enforced inline")
-    .version(VERSION)
-    .showHelpAfterError("(add --help for usage)")
-    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
-    .exitOverride()
-    .addHelpText(
-      "after",
-      `
+export function buildProgram(io: Io, context: ProgramContext): Command {
+  const program = rootCommand(
+    io,
+    `
 Getting started:
   mandate start                                   start the control plane (SQLite in ./.mandate)
   mandate agents add deploy-auditor --role incident-reader
   mandate daemon --auth-server https://127.0.0.1:7443 --join-token <token> --out ./agent-creds --oneshot
   mandate svid jwt --audience example --out ./agent-creds`,
-    );
+  );
   registerStart(program, io, context);
   registerAgents(program, io);
   registerJoins(program, io);
@@ -61,35 +56,10 @@ Getting started:
   registerUsers(program, io);
   registerLogin(program, io);
   registerSso(program, io);
-  for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
-  return program;
+  return finishProgram(program, io);
 }
 
 /** Runs the CLI; resolves to the exit code once the command (or the server it starts) is done. */
-export async function runCli(argv: string[], io: Io = processIo): Promise<number> {
-  let stop: (() => Promise<void>) | undefined;
-  let stopRequested: Promise<void> | undefined;
-  // Signal handlers go in as soon as a long-running command says it is up, before it
-  // prints that it is ready, so a supervisor's SIGTERM right after the banner is honoured.
-  const setRunning = (fn: () => Promise<void>) => {
-    stop = fn;
-    stopRequested = new Promise<void>((resolve) => {
-      process.once("SIGINT", () => resolve());
-      process.once("SIGTERM", () => resolve());
-    });
-  };
-  let exitCode = 0;
-  const program = buildProgram(io, { setRunning, setExitCode: (code) => (exitCode = code) });
-  const format: OutputFormat = argv.some((a, i) => (a === "--format" && argv[i + 1] === "json") || a === "--format=json") ? "json" : "table";
-  try {
-    await program.parseAsync(argv);
-  } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
-    return printError(io, error, format);
-  }
-  if (!stop || !stopRequested) return exitCode;
-  await stopRequested;
-  await stop();
-  return 0;
+export function runCli(argv: string[], io: Io = processIo): Promise<number> {
+  return runProgram(argv, io, buildProgram);
 }
-
