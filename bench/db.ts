@@ -111,7 +111,7 @@ async function prepareDatabase(): Promise<void> {
 async function main(): Promise<void> {
   await prepareDatabase();
   const dataDir = await mkdtemp(join(tmpdir(), "mandate-bench-db-"));
-  const plane = await startControlPlane({ dataDir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, db: { listen: "127.0.0.1:0" } });
+  const plane = await startControlPlane({ dataDir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, db: { listen: "127.0.0.1:0", ...(process.env.BENCH_DB_DURABILITY === "writes" ? { auditDurability: "writes" as const } : {}) } });
   const quiet = { out: () => undefined, err: (t: string) => process.stderr.write(t) };
   try {
     const rolesFile = join(dataDir, "roles.yaml");

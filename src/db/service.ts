@@ -55,7 +55,7 @@ export class DbService {
         port: options.listen.port,
         tlsOptions: options.tlsOptions,
         verifyPeer: options.verifyPeer,
-        deps: { registry, gate: options.gate, journal, locks: options.locks, cache, keepLiterals: options.keepLiterals ?? false, auditDurability: options.auditDurability ?? "writes", decisionTtlMs: options.decisionTtlMs ?? 1000, now: options.now },
+        deps: { registry, gate: options.gate, journal, locks: options.locks, cache, keepLiterals: options.keepLiterals ?? false, auditDurability: options.auditDurability ?? "all", decisionTtlMs: options.decisionTtlMs ?? 500, now: options.now },
       });
       try {
         port = await listener.start();

@@ -29,7 +29,7 @@ export function registerStart(program: Command, io: Io, context: { setRunning: (
     .option("--redis <url>", "redis://host:6379 shared by replicas for LLM rate limits and budgets (default: in memory)")
     .option("--db-listen <host:port|off>", "the database proxy's PostgreSQL listener (default 127.0.0.1:7432; off to disable)")
     .option("--db-keep-literals", "keep literal values in audited SQL (default: replaced by $n)")
-    .option("--db-audit-durability <mode>", "writes: reads are journaled before they run and synced within 5 ms, anything else waits for fdatasync (default); all: every statement waits for fdatasync")
+    .option("--db-audit-durability <mode>", "all: every statement waits until its audit intent is on disk (default); writes: reads run once journaled and reach the disk within 5 ms (a power loss can lose the last 5 ms of read records), anything else waits")
     .option("--audit-hash-fields <paths>", "comma-separated event fields stored as keyed HMACs, e.g. details.prompt (check a value with `mandate audit hash`)")
     .addHelpText(
       "after",
