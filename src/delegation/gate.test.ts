@@ -67,6 +67,8 @@ const ROWS: Row[] = [
     allow: false,
     deniedBy: "delegation",
     reason: /revoked at .* \(done\)/,
+    // the refusal still names the grant and its chain, so the task's trace shows the attempt
+    chain: ["user:alice", "agent:deploy-auditor"],
   },
   {
     name: "a child grant whose parent was revoked",

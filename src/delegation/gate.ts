@@ -5,6 +5,7 @@ import type { AccessGate, Decision, DecisionLayer, GateDecision, GateRequest, Ob
 import { type AccessRequests, argumentsHash } from "./approvals.js";
 import type { AccessPolicy, PrincipalResolver } from "./principals.js";
 import type { DelegationService, VerifiedDelegation } from "./service.js";
+import type { ActClaim, DelegationClaims } from "./token.js";
 
 export interface AccessGateOptions {
   delegations: DelegationService;
@@ -40,8 +41,9 @@ export function createAccessGate(o: AccessGateOptions): AccessGate {
 
       let delegation: VerifiedDelegation | undefined;
       if (request.delegationToken !== undefined) {
+        let claims: DelegationClaims | undefined;
         try {
-          const claims = await o.delegations.tokens.verify(request.delegationToken, o.audiences());
+          claims = await o.delegations.tokens.verify(request.delegationToken, o.audiences());
           if (claims.sub !== caller.spiffeId) {
             return deny(principal, "delegation", `denied: the delegation token was issued to ${claims.sub} but presented by ${caller.spiffeId}; a delegation token is usable only by its subject`);
           }
@@ -49,7 +51,10 @@ export function createAccessGate(o: AccessGateOptions): AccessGate {
           delegation = await o.delegations.verifyGrant(claims.jti, principal.name);
         } catch (error) {
           const layer: DecisionLayer = isMandateError(error) && error.code === "LOCKED" ? "lock" : "delegation";
-          return deny(principal, layer, `denied: ${(error as Error).message}`);
+          // A genuine token for a grant that is no longer live (revoked, expired, delegator locked):
+          // the refusal still names the grant and task, so the task's trace shows the attempt.
+          const named = claims && claims.sub === caller.spiffeId ? summaryFromClaims(claims) : undefined;
+          return { ...deny(principal, layer, `denied: ${(error as Error).message}`), ...(named ? { delegation: named } : {}) };
         }
       }
 
@@ -153,4 +158,17 @@ function withSpendCeiling(obligations: Obligation[], delegation: VerifiedDelegat
 
 function deny(principal: Principal, layer: DecisionLayer, reason: string, delegation?: VerifiedDelegation): GateDecision {
   return { allow: false, reasons: [reason], obligations: [], policyIds: [], deniedBy: layer, principal, ...(delegation ? { delegation: delegation.summary } : {}) };
+}
+
+/** The grant a verified token names, from its own claims (root delegator innermost in `act`). */
+function summaryFromClaims(claims: DelegationClaims): NonNullable<GateDecision["delegation"]> {
+  const actors: string[] = [];
+  for (let act: ActClaim | undefined = claims.act; act; act = act.act) actors.unshift(principalString(act.sub));
+  const chain = [...actors, principalString(claims.sub)];
+  return { id: claims.jti, task: claims.task_id, delegator: chain[0]!, chain, expiresAt: claims.exp * 1000 };
+}
+
+function principalString(spiffeId: string): string {
+  const match = /^spiffe:\/\/[^/]+\/(user|agent)\/([^/]+)/.exec(spiffeId);
+  return match ? `${match[1]}:${match[2]}` : spiffeId;
 }
