@@ -1,5 +1,6 @@
 import { Command, CommanderError } from "commander";
 import { type Io, type OutputFormat, printError } from "./output.js";
+import { untilStopSignal } from "./signals.js";
 
 export const VERSION = "0.1.0";
 
@@ -36,10 +37,7 @@ export async function runProgram(argv: string[], io: Io, build: ProgramBuilder):
   // prints that it is ready, so a supervisor's SIGTERM right after the banner is honoured.
   const setRunning = (fn: () => Promise<void>) => {
     stop = fn;
-    stopRequested = new Promise<void>((resolve) => {
-      process.once("SIGINT", () => resolve());
-      process.once("SIGTERM", () => resolve());
-    });
+    stopRequested = untilStopSignal();
   };
   let exitCode = 0;
   const program = build(io, { setRunning, setExitCode: (code) => (exitCode = code) });

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { AGENT_VERSION, CredentialDirSource, type JoinMethod, agentClient, readCredentials, runDaemon, startDaemonWorkloadApi } from "../../agent/index.js";
 import { MandateError } from "../../errors/index.js";
 import { type Io, printJson } from "../output.js";
+import { onStopSignal } from "../signals.js";
 
 export function registerDaemon(program: Command, io: Io): void {
   program
@@ -67,9 +68,7 @@ Examples:
         announced = selectors;
       };
       const controller = new AbortController();
-      const stop = () => controller.abort();
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+      const removeSignalHandlers = onStopSignal(() => controller.abort());
       await runDaemon({
         outDir: opts.out,
         authServer: opts.authServer,
@@ -83,7 +82,10 @@ Examples:
         log: opts.oneshot && opts.format === "json" ? () => undefined : log,
         signal: controller.signal,
         onRenewed: refresh,
-      }).finally(() => workloadApi?.close());
+      }).finally(() => {
+        removeSignalHandlers();
+        return workloadApi?.close();
+      });
       if (opts.oneshot) {
         const credentials = await readCredentials(opts.out);
         if (opts.format === "json") printJson(io, credentials?.state);

@@ -4,6 +4,7 @@ import { readCredentials } from "../../agent/index.js";
 import { DEFAULT_DB_PORT, parseDatabaseUri, runDbMcpServer, SecretRef, startDbBridge, type DbView } from "../../db/index.js";
 import { MandateError } from "../../errors/index.js";
 import { type Io, printJson, printTable } from "../output.js";
+import { untilStopSignal } from "../signals.js";
 import { parseLabels } from "./agents.js";
 import { adminOptions, withAdminClient } from "./shared.js";
 
@@ -136,10 +137,7 @@ Examples:
       });
       if (opts.port !== undefined) {
         io.out(`Listening on 127.0.0.1:${bridge.port} for database ${name} as ${credentials.state.spiffeId}. Press Ctrl-C to stop.`);
-        await new Promise<void>((resolve) => {
-          process.once("SIGINT", resolve);
-          process.once("SIGTERM", resolve);
-        });
+        await untilStopSignal();
         await bridge.close();
         return;
       }
