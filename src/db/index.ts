@@ -4,4 +4,5 @@ export { ClassificationCache, classifySql, loadParser, redact, UnparseableStatem
 export { DbAuditJournal } from "./journal.js";
 export { registerDbRoutes } from "./routes.js";
 export { startDbBridge, type DbBridgeOptions } from "./connect.js";
-export { runDbMcpServer, type DbMcpServerOptions } from "./mcp-server.js";
+export { createDbMcpServer, runDbMcpServer, type DbMcpServerOptions, type DbToolsOptions } from "./mcp-server.js";
+export { openBuiltinDbServer } from "./mcp-builtin.js";

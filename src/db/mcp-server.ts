@@ -30,23 +30,56 @@ const DEFAULT_MAX_ROWS = 200;
  * drop the production database gets the proxy's refusal as the tool's error.
  */
 export async function runDbMcpServer(options: DbMcpServerOptions): Promise<{ close(): Promise<void> }> {
+  const tools = createDbMcpServer({
+    database: options.database,
+    maxRows: options.maxRows,
+    // Read at each connection: the daemon renews the SVID in place.
+    connection: async () => {
+      const credentials = await readCredentials(options.credentialDir);
+      if (!credentials) throw new MandateError("NOT_FOUND", `no agent credentials in ${options.credentialDir}`);
+      return {
+        key: credentials.state.serial,
+        config: async () => ({
+          host: options.proxyHost,
+          port: options.proxyPort,
+          database: options.database,
+          user: options.dbUser ?? DEFAULT_USER_ALIAS,
+          ...(options.delegationToken ? { options: `-c mandate.delegation=${options.delegationToken}` } : {}),
+          // The chain is checked against the trust bundle; the name is the control plane's, not the proxy host's.
+          ssl: { cert: credentials.svidPem, key: credentials.keyPem, ca: credentials.bundlePem, checkServerIdentity: () => undefined },
+        }),
+      };
+    },
+  });
+  await tools.server.connect(new StdioServerTransport(options.input, options.output));
+  return tools;
+}
+
+export interface DbToolsOptions {
+  database: string;
+  maxRows?: number | undefined;
+  /**
+   * How to reach the database through the proxy now; a different `key` (a renewed SVID,
+   * another delegation) replaces the open connection.
+   */
+  connection: () => Promise<{ key: string; config: () => Promise<pg.ClientConfig> }>;
+}
+
+/**
+ * The MCP server with the three tools, on any transport: stdio for `mandate mcp db`, an
+ * in-memory pair for the MCP proxy's built-in `--db` catalog servers.
+ */
+export function createDbMcpServer(options: DbToolsOptions): { server: McpServer; close(): Promise<void> } {
   const maxRows = options.maxRows ?? DEFAULT_MAX_ROWS;
   let client: pg.Client | undefined;
+  let clientKey = "";
   const connection = async (): Promise<pg.Client> => {
-    if (client) return client;
-    // Read at each (re)connection: the daemon renews the SVID in place.
-    const credentials = await readCredentials(options.credentialDir);
-    if (!credentials) throw new MandateError("NOT_FOUND", `no agent credentials in ${options.credentialDir}`);
-    const fresh = new pg.Client({
-      host: options.proxyHost,
-      port: options.proxyPort,
-      database: options.database,
-      user: options.dbUser ?? DEFAULT_USER_ALIAS,
-      ...(options.delegationToken ? { options: `-c mandate.delegation=${options.delegationToken}` } : {}),
-      // The chain is checked against the trust bundle; the name is the control plane's, not the proxy host's.
-      ssl: { cert: credentials.svidPem, key: credentials.keyPem, ca: credentials.bundlePem, checkServerIdentity: () => undefined },
-      application_name: "mandate-mcp-db",
-    });
+    const { key, config } = await options.connection();
+    if (client && key === clientKey) return client;
+    const previous = client;
+    client = undefined;
+    await previous?.end().catch(() => undefined);
+    const fresh = new pg.Client({ ...(await config()), application_name: "mandate-mcp-db" });
     fresh.on("error", () => {
       if (client === fresh) client = undefined;
     });
@@ -55,6 +88,7 @@ export async function runDbMcpServer(options: DbMcpServerOptions): Promise<{ clo
     });
     await fresh.connect();
     client = fresh;
+    clientKey = key;
     return fresh;
   };
   const run = async (text: string, values?: unknown[]) => {
@@ -123,9 +157,8 @@ export async function runDbMcpServer(options: DbMcpServerOptions): Promise<{ clo
       }
     },
   );
-  const transport = new StdioServerTransport(options.input, options.output);
-  await server.connect(transport);
   return {
+    server,
     async close() {
       await server.close();
       await client?.end().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { randomBytes, randomInt, timingSafeEqual } from "node:crypto";
-import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { AuditActor, AuditEventInput } from "../audit/index.js";
 import { ulid } from "../audit/index.js";
 import { MandateError, isMandateError } from "../errors/index.js";
@@ -97,7 +97,8 @@ export class DbSession {
   private readonly actor: AuditActor;
 
   constructor(
-    private readonly client: Socket,
+    /** a TLS socket from the listener, or one end of an in-process pair (DbService.openInProcess) */
+    private readonly client: Duplex,
     private readonly caller: AuthenticatedCaller,
     private readonly address: string,
     private readonly deps: SessionDeps,

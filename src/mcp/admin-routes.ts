@@ -10,7 +10,9 @@ const AddServerBody = z.strictObject({
   name: z.string().min(1).max(63),
   command: z.array(z.string().max(4096)).min(1).max(256).optional(),
   url: z.string().max(2048).optional(),
-  transport: z.enum(["stdio", "http", "sse"]).optional(),
+  database: z.string().min(1).max(63).optional(),
+  dbUser: z.string().min(1).max(63).optional(),
+  transport: z.enum(["stdio", "http", "sse", "db"]).optional(),
   labels: z.record(z.string().max(128), z.string().max(256)).default({}),
   owner: z.string().min(1).max(256),
   stateless: z.boolean().default(false),
@@ -39,7 +41,7 @@ export function registerMcpAdminRoutes(app: FastifyInstance, ctx: ServerContext)
       target: { server: server.name },
       outcome: { status: "ok" },
       // Names of the secrets only: their values exist in the catalog and nowhere else.
-      details: { transport: server.transport, command: server.command ?? null, url: server.url ?? null, labels: server.labels, owner: server.owner, stateless: server.stateless, driftMode: server.driftMode, secretAction: server.secretAction, secrets: server.secrets },
+      details: { transport: server.transport, command: server.command ?? null, url: server.url ?? null, ...(server.database ? { database: server.database, dbUser: server.dbUser ?? null } : {}), labels: server.labels, owner: server.owner, stateless: server.stateless, driftMode: server.driftMode, secretAction: server.secretAction, secrets: server.secrets },
     });
     return { server };
   });

@@ -3,7 +3,8 @@ import type { Labels } from "../policy/index.js";
 import type { Store } from "../store/index.js";
 import type { McpServerTable } from "../store/schema.js";
 
-export type McpTransport = "stdio" | "http" | "sse";
+/** `db`: the built-in database server, hosted in the proxy for each caller (`--db`) */
+export type McpTransport = "stdio" | "http" | "sse" | "db";
 export type DriftMode = "hide" | "alert";
 export type SecretAction = "block" | "redact" | "flag";
 
@@ -13,6 +14,9 @@ export interface McpServerEntry {
   transport: McpTransport;
   command?: string[];
   url?: string;
+  /** a `db` server: the registered database and the database user its statements ask for */
+  database?: string;
+  dbUser?: string;
   labels: Labels;
   owner: string;
   stateless: boolean;
@@ -27,6 +31,9 @@ export interface NewMcpServer {
   name: string;
   command?: string[] | undefined;
   url?: string | undefined;
+  /** the built-in database server for this registered database (`mandate db ls`) */
+  database?: string | undefined;
+  dbUser?: string | undefined;
   /** `sse` selects the deprecated HTTP+SSE transport for a `url` server */
   transport?: McpTransport | undefined;
   labels?: Labels | undefined;
@@ -48,6 +55,19 @@ export interface UpstreamSpec {
 /** Server names appear in URLs (`/mcp/<server>`) and resource strings (`mcp:<server>/…`). */
 export const SERVER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+const DB_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$/;
+/** How a `db` server is kept in the `url` column: a locator of Mandate's own, never dialed. */
+const DB_LOCATOR = "mandate:db/";
+
+function dbLocator(database: string, dbUser: string | undefined): string {
+  return `${DB_LOCATOR}${encodeURIComponent(database)}${dbUser ? `?user=${encodeURIComponent(dbUser)}` : ""}`;
+}
+
+function parseDbLocator(url: string): { database: string; dbUser?: string } {
+  const [path, query] = url.slice(DB_LOCATOR.length).split("?", 2);
+  const dbUser = new URLSearchParams(query ?? "").get("user");
+  return { database: decodeURIComponent(path ?? ""), ...(dbUser ? { dbUser } : {}) };
+}
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$/;
 const HOP_BY_HOP = new Set(["host", "content-length", "content-type", "accept", "connection", "transfer-encoding", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name"]);
 
@@ -56,7 +76,7 @@ function toEntry(row: McpServerTable, secrets: { kind: string; name: string }[])
     name: row.name,
     transport: row.transport,
     ...(row.command ? { command: JSON.parse(row.command) as string[] } : {}),
-    ...(row.url ? { url: row.url } : {}),
+    ...(row.url ? (row.transport === "db" ? parseDbLocator(row.url) : { url: row.url }) : {}),
     labels: JSON.parse(row.labels) as Labels,
     owner: row.owner,
     stateless: row.stateless === 1,
@@ -82,9 +102,18 @@ export class McpCatalog {
 
   async add(input: NewMcpServer, createdBy: string): Promise<McpServerEntry> {
     if (!SERVER_NAME.test(input.name)) throw new MandateError("INVALID_ARGUMENT", `invalid server name ${JSON.stringify(input.name)}: use lowercase letters, digits, "-" and "_" (at most 63)`);
-    if ((input.command === undefined) === (input.url === undefined)) throw new MandateError("INVALID_ARGUMENT", "give exactly one of --command (a stdio server the proxy spawns) and --url (a remote server)");
+    if ([input.command, input.url, input.database].filter((v) => v !== undefined).length !== 1) throw new MandateError("INVALID_ARGUMENT", "give exactly one of --command (a stdio server the proxy spawns), --url (a remote server) and --db (the built-in server for a registered database)");
+    if (input.dbUser !== undefined && input.database === undefined) throw new MandateError("INVALID_ARGUMENT", "--db-user applies to a --db server");
     let transport: McpTransport;
-    if (input.command !== undefined) {
+    if (input.database !== undefined) {
+      if (!DB_NAME.test(input.database)) throw new MandateError("INVALID_ARGUMENT", `invalid database name ${JSON.stringify(input.database)}`);
+      if (input.dbUser !== undefined && !DB_NAME.test(input.dbUser)) throw new MandateError("INVALID_ARGUMENT", `invalid database user ${JSON.stringify(input.dbUser)}`);
+      if (input.transport && input.transport !== "db") throw new MandateError("INVALID_ARGUMENT", "a --db server is built in; it has no transport to choose");
+      if (Object.keys({ ...input.envSecrets, ...input.headerSecrets }).length) throw new MandateError("INVALID_ARGUMENT", "a --db server needs no secrets: the database proxy holds the database passwords");
+      // Each caller gets its own server so its statements carry its own identity.
+      if (input.stateless) throw new MandateError("INVALID_ARGUMENT", "a --db server cannot be --stateless: it runs per caller, with that caller's identity");
+      transport = "db";
+    } else if (input.command !== undefined) {
       if (input.command.length === 0 || input.command.some((a) => a.length === 0 || a.includes("\0"))) throw new MandateError("INVALID_ARGUMENT", "--command must name a program");
       if (input.transport && input.transport !== "stdio") throw new MandateError("INVALID_ARGUMENT", "a --command server speaks stdio");
       if (input.headerSecrets && Object.keys(input.headerSecrets).length) throw new MandateError("INVALID_ARGUMENT", "--header-secret applies to --url servers; give a stdio server --env-secret");
@@ -112,7 +141,7 @@ export class McpCatalog {
       name: input.name,
       transport,
       command: input.command ? JSON.stringify(input.command) : null,
-      url: input.url ?? null,
+      url: input.database !== undefined ? dbLocator(input.database, input.dbUser) : (input.url ?? null),
       labels: JSON.stringify(input.labels ?? {}),
       owner: input.owner,
       stateless: input.stateless ? 1 : 0,

@@ -67,6 +67,11 @@ export interface McpProxyOptions {
   limits?: Partial<ProxyLimits> | undefined;
   now?: () => number;
   log?: (message: string, error?: unknown) => void;
+  /**
+   * Opens a built-in server (`transport: "db"`) for one conversation. `credentials` returns
+   * the conversation's caller as of the current request, so the server acts for that caller.
+   */
+  openBuiltin?: ((spec: UpstreamSpec, credentials: () => CallerCredentials) => Promise<Upstream>) | undefined;
 }
 
 function sha256(text: string): string {
@@ -334,7 +339,7 @@ export class McpProxy {
       this.sharedUsers.set(spec.server.name, users);
       return undefined;
     }
-    const opened = await this.pool.open(spec);
+    const opened = spec.server.transport === "db" ? await this.openBuiltin(conversation) : await this.pool.open(spec);
     const upstream = opened.upstream;
     conversation.upstream = upstream;
     conversation.upstreamEra = opened.era;
@@ -359,6 +364,12 @@ export class McpProxy {
     }
     conversation.description = await this.initializeUpstream(upstream, conversation.clientCapabilities, conversation.clientInfo);
     return undefined;
+  }
+
+  private async openBuiltin(conversation: Conversation): Promise<{ upstream: Upstream; era: "legacy" }> {
+    if (!this.options.openBuiltin) throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `MCP server ${conversation.spec.server.name} is built in, and this control plane does not host built-in servers`);
+    // The SDK server speaks the 2025 revisions; the proxy initializes it per conversation.
+    return { upstream: await this.options.openBuiltin(conversation.spec, () => conversation.credentials), era: "legacy" };
   }
 
   private upstreamId(): number {

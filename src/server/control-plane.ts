@@ -26,7 +26,7 @@ import { registerIdentityRoutes } from "./routes/identity-routes.js";
 import { registerWorkloadRoutes } from "./routes/workload-routes.js";
 import { WorkloadAuthenticator } from "./workload-auth.js";
 import { type OAuthSettings, UserLoginService, UserRegistry, type UserLoginSettings, mcpCallerAuthenticator, registerOAuthRoutes, registerUserRoutes } from "../users/index.js";
-import { DEFAULT_DB_PORT, DbService, registerDbRoutes } from "../db/index.js";
+import { DEFAULT_DB_PORT, DbService, openBuiltinDbServer, registerDbRoutes } from "../db/index.js";
 import { callerFromTlsSocket } from "./authenticate.js";
 import { registerJoinRoutes } from "./routes/join-routes.js";
 import { type IssuedKeyPair, issueControlPlaneCertificate, serverCertificateNames } from "./server-identity.js";
@@ -195,7 +195,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
     const mcpCatalog = new McpCatalog(store, now);
     const mcpPins = new DefinitionPins(store, audit, now);
-    const mcpProxy = new McpProxy({ catalog: mcpCatalog, pins: mcpPins, gate: { authorize: (request) => (context.access ?? unconfigured).authorize(request) }, audit, limits: options.mcpLimits, now });
+    const mcpProxy = new McpProxy({
+      catalog: mcpCatalog,
+      pins: mcpPins,
+      gate: { authorize: (request) => (context.access ?? unconfigured).authorize(request) },
+      audit,
+      limits: options.mcpLimits,
+      now,
+      // Built-in `--db` servers: their statements enter the database proxy as the MCP caller.
+      openBuiltin: (spec, credentials) => openBuiltinDbServer(context.db, spec, credentials),
+    });
     context.mcp = { catalog: mcpCatalog, pins: mcpPins, proxy: mcpProxy };
 
     const names = serverCertificateNames(listen.host, publicAddrs.map((a) => a.host));

@@ -167,7 +167,7 @@ export interface JoinRuleTable {
 
 export interface McpServerTable {
   name: string;
-  transport: "stdio" | "http" | "sse";
+  transport: "stdio" | "http" | "sse" | "db";
   command: string | null;
   url: string | null;
   labels: string;

@@ -23,6 +23,7 @@ function parsePairs(values: string[] | undefined, flag: string, separators: stri
 }
 
 function describeServer(server: McpServerEntry): string {
+  if (server.transport === "db") return `built-in database server for ${server.database}${server.dbUser ? ` as ${server.dbUser}` : ""}`;
   return server.transport === "stdio" ? (server.command ?? []).join(" ") : `${server.url} (${server.transport === "sse" ? "HTTP+SSE" : "Streamable HTTP"})`;
 }
 
@@ -45,6 +46,8 @@ export function registerMcp(program: Command, io: Io): void {
       .option("--command <command>", 'stdio server to spawn, e.g. "node server.js --read-only"')
       .option("--url <url>", "remote server's MCP endpoint, https://…")
       .option("--sse", "the --url server speaks the deprecated HTTP+SSE transport (2024-11-05)")
+      .option("--db <database>", "built-in server with list_tables, describe_table and query on a registered database (mandate db ls), run by the proxy as each calling agent")
+      .option("--db-user <user>", "with --db: the database user its statements ask for (the role still decides)")
       .option("--env-secret <KEY=value>", "environment variable only the spawned server sees (repeatable)", collect)
       .option("--header-secret <Name: value>", "HTTP header only the proxy sends upstream, e.g. 'Authorization: Bearer …' (repeatable)", collect)
       .option("--labels <k=v,...>", "labels policies can match, e.g. env=prod,team=sre (repeatable)", collect)
@@ -58,7 +61,12 @@ export function registerMcp(program: Command, io: Io): void {
 Secrets given with --env-secret / --header-secret stay in the catalog: the API never returns them,
 the audit log names them only, and agents never see them.
 
+A --db server runs inside the proxy, one per caller: every statement goes through the database
+proxy as the calling agent, with its delegation (policy db:<database>/<class>, audit db.query),
+after the MCP gate allowed the tool call (mcp:<name>/query).
+
 Examples:
+  mandate mcp servers add orders-db --db orders --db-user readonly --labels env=prod --owner alice
   mandate mcp servers add k8s --command "node k8s-server.js" --env-secret KUBECONFIG_TOKEN=… --labels env=prod,team=sre --owner alice
   mandate mcp servers add github --url https://mcp.example.com/mcp --header-secret "Authorization: Bearer ghp_…" --owner bob
   mandate mcp servers add everything --command "npx -y @modelcontextprotocol/server-everything stdio" --stateless --owner alice`,
@@ -71,6 +79,8 @@ Examples:
         ...(opts.command ? { command: splitCommand(String(opts.command)) } : {}),
         ...(opts.url ? { url: String(opts.url) } : {}),
         ...(opts.sse ? { transport: "sse" } : {}),
+        ...(opts.db ? { database: String(opts.db) } : {}),
+        ...(opts.dbUser ? { dbUser: String(opts.dbUser) } : {}),
         labels: parseLabels(opts.labels as string[] | undefined),
         owner: String(opts.owner),
         stateless: Boolean(opts.stateless),

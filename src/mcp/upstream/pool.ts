@@ -96,6 +96,7 @@ export class UpstreamPool {
       if (era === "modern") return { upstream: this.sharedModernHttp(spec), era, ...(discover ? { discover } : {}) };
       return { upstream: new HttpUpstream({ url: server.url!, era: "legacy", headers: spec.headers, maxMessageBytes: this.limits.maxMessageBytes }), era };
     }
+    if (server.transport === "db") throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `MCP server ${server.name} is built in; the proxy hosts it per caller`);
     const running = this.processes.get(server.name) ?? 0;
     if (running >= this.limits.maxProcessesPerServer) {
       throw new RpcError(RpcCode.TOO_MANY_SESSIONS, `MCP server ${server.name} already runs ${running} processes (the limit); close idle sessions or mark the server --stateless to share one`, undefined, 429);
