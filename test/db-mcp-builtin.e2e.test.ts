@@ -2,12 +2,13 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
-import { usePolicy } from "./helpers/access.js";
+import { delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
 import { directQuery, registerDatabase } from "./helpers/db.js";
 import { fetchWithTls } from "./helpers/mcp.js";
+import { addTestUser } from "./helpers/users.js";
 
 const S = `mandate_mcpbuiltin_${process.pid}`;
 
@@ -25,6 +26,19 @@ allow:
     - databases: [orders]
       users: [postgres]
       statements: [select, session, transaction]
+---
+kind: role
+name: orders-delegator
+description: a person who may hand the orders tools and statements to agents
+allow:
+  mcp:
+    - servers: [orders-db]
+  db:
+    - databases: [orders]
+      users: ["*"]
+  delegate:
+    - agents: ["**"]
+      max_ttl: 1h
 ---
 kind: role
 name: tools-only
@@ -47,6 +61,7 @@ beforeAll(async () => {
   expect(added.code, added.stderr).toBe(0);
   reader = await joinTestAgent(plane, "orders-analyst", { roles: ["orders-reader"] });
   outsider = await joinTestAgent(plane, "tools-only-bot", { roles: ["tools-only"] });
+  await addTestUser(plane.dataDir, "alice", ["orders-delegator"]);
 }, 90_000);
 
 afterAll(async () => {
@@ -54,10 +69,10 @@ afterAll(async () => {
   await directQuery(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
 });
 
-async function connect(agent: TestAgent): Promise<Client> {
+async function connect(agent: TestAgent, delegationToken?: string): Promise<Client> {
   const client = new Client({ name: agent.name, version: "1" });
   const tls = { ca: agent.credentials.bundlePem, cert: agent.credentials.svidPem, key: agent.credentials.keyPem };
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${plane.url}/mcp/orders-db`), { fetch: fetchWithTls(tls) }));
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${plane.url}/mcp/orders-db`), { fetch: fetchWithTls(tls), ...(delegationToken ? { requestInit: { headers: { "x-mandate-delegation": delegationToken } } } : {}) }));
   return client;
 }
 
@@ -129,5 +144,24 @@ describe("the built-in database MCP server (mcp servers add --db)", () => {
     const denied = events.find((e) => e.type === "db.query" && e.code === "PERMISSION_DENIED" && e.actor.agent === "tools-only-bot");
     expect(denied?.actor).toMatchObject({ spiffeId: outsider.spiffeId });
     expect(events.some((e) => e.type.startsWith("db.query") && e.code === "OK" && e.actor.agent === "tools-only-bot")).toBe(false);
+  }, 60_000);
+
+  test("the caller's delegation reaches the database layer: a grant for the tools alone does not cover the statements", async () => {
+    const grant = await delegateTo(plane, reader, { task: "mcp-db-tools-only", allow: ["mcp:orders-db/*"] });
+    const client = await connect(reader, grant.token);
+    try {
+      // Without the delegation this agent's SELECT runs (above); under it, the scope decides.
+      const rows = await client.callTool({ name: "query", arguments: { sql: `SELECT name FROM ${S}.customers` } });
+      expect(rows.isError).toBe(true);
+      expect(text(rows)).toContain("permission denied by Mandate");
+    } finally {
+      await client.close();
+    }
+    await plane.context.db!.journal.flush();
+    const events = await plane.context.audit.list({ limit: 1000 });
+    const toolCall = events.find((e) => e.type === "mcp.tool.call" && e.delegation?.id === grant.id && e.decision?.allow === true);
+    expect(toolCall).toBeDefined();
+    const denied = events.find((e) => e.type === "db.query" && e.code === "PERMISSION_DENIED" && e.actor.agent === "orders-analyst" && e.correlation?.task === grant.task);
+    expect(denied?.delegation?.id).toBe(grant.id);
   }, 60_000);
 });
