@@ -1,3 +1,4 @@
+import { Client as ModernClient, StreamableHTTPClientTransport as ModernTransport } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -163,5 +164,20 @@ describe("the built-in database MCP server (mcp servers add --db)", () => {
     expect(toolCall).toBeDefined();
     const denied = events.find((e) => e.type === "db.query" && e.code === "PERMISSION_DENIED" && e.actor.agent === "orders-analyst" && e.correlation?.task === grant.task);
     expect(denied?.delegation?.id).toBe(grant.id);
+  }, 60_000);
+
+  test("a 2026-07-28 client reaches the same server and the same database path", async () => {
+    const client = new ModernClient({ name: "modern-analyst", version: "2" }, { versionNegotiation: { mode: { pin: "2026-07-28" } } } as never);
+    await client.connect(new ModernTransport(new URL(`${plane.url}/mcp/orders-db`), { fetch: fetchWithTls({ ca: reader.credentials.bundlePem, cert: reader.credentials.svidPem, key: reader.credentials.keyPem }) }));
+    try {
+      const rows = await client.callTool({ name: "query", arguments: { sql: `SELECT name FROM ${S}.customers WHERE id = 2` } });
+      expect(JSON.parse(text(rows))[0].rows).toEqual([["grace"]]);
+      const drop = await client.callTool({ name: "query", arguments: { sql: `DROP TABLE ${S}.customers` } });
+      expect(drop.isError).toBe(true);
+      expect(text(drop)).toContain("42501");
+    } finally {
+      await client.close();
+    }
+    expect((await directQuery(`SELECT count(*)::int AS n FROM ${S}.customers`)).rows[0].n).toBe(2);
   }, 60_000);
 });
