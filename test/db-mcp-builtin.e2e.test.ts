@@ -1,7 +1,9 @@
 import { Client as ModernClient, StreamableHTTPClientTransport as ModernTransport } from "@modelcontextprotocol/client";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { AuthenticatedCaller } from "../src/policy/index.js";
 import type { ControlPlane } from "../src/server/index.js";
 import { delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
@@ -179,5 +181,32 @@ describe("the built-in database MCP server (mcp servers add --db)", () => {
       await client.close();
     }
     expect((await directQuery(`SELECT count(*)::int AS n FROM ${S}.customers`)).rows[0].n).toBe(2);
+  }, 60_000);
+
+  test("an in-process connection acts only as its binding: the client's database, user and delegation are ignored; anything but a StartupMessage is refused", async () => {
+    const db = plane.context.db!;
+    const caller: AuthenticatedCaller = { kind: "agent", spiffeId: reader.spiffeId, agent: reader.name, via: "mtls", notAfter: new Date(Date.now() + 600_000) };
+    const stream = await db.openInProcess(caller, { database: "orders", dbUser: "postgres", address: "in-process-test" });
+    const client = new pg.Client({ stream: () => stream as never, database: "postgres", user: "evil", options: "-c mandate.delegation=forged -c role=evil" });
+    await client.connect();
+    try {
+      // A forged delegation would have been refused by the gate; the binding had none, so the role decides.
+      expect((await client.query("SELECT current_user AS u, current_database() AS d")).rows[0]).toEqual({ u: "postgres", d: "test" });
+      await expect(client.query(`DROP TABLE ${S}.customers`)).rejects.toMatchObject({ code: "42501" });
+    } finally {
+      await client.end();
+    }
+    await db.journal.flush();
+    const events = await plane.context.audit.list({ limit: 1000 });
+    const select = events.find((e) => e.type.startsWith("db.query") && e.actor.address === "in-process-test" && e.code === "OK");
+    expect(select?.target).toMatchObject({ database: "orders", dbUser: "postgres" });
+
+    const raw = await db.openInProcess(caller, { database: "orders", address: "in-process-test" });
+    const answer = new Promise<Buffer>((resolve) => raw.once("data", (chunk: Buffer) => resolve(chunk)));
+    raw.write(Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]));
+    const refusal = await answer;
+    expect(String.fromCharCode(refusal[0]!)).toBe("E");
+    expect(refusal.toString("utf8")).toContain("StartupMessage");
+    raw.destroy();
   }, 60_000);
 });
