@@ -5,6 +5,7 @@ import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
 import { PROXY_ROLES, delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
+import { mandate } from "./helpers/cli.js";
 import { startTestControlPlane } from "./helpers/control-plane.js";
 import { FAKE_KEY } from "./helpers/llm.js";
 import { burst } from "./helpers/llm-load.js";
@@ -160,5 +161,42 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
     const row = (await plane.context.llm!.recorder.report("delegation", 0)).find((r) => r.key === grant.id);
     expect(row!.requests).toBe(ok);
     expect(row!.costUsd).toBeLessThanOrEqual(0.05);
+  });
+
+  it("sub-delegations share their parent's ceiling: siblings together cannot spend more than it", async () => {
+    const lead = await joinTestAgent(plane, "spend-lead", { roles: ["delegator"] });
+    const siblings = [await joinTestAgent(plane, "sib-a", { roles: ["model-user"] }), await joinTestAgent(plane, "sib-b", { roles: ["model-user"] })];
+    const parent = await delegateTo(plane, lead, { task: "task-siblings", allow: ["llm:gpt-4.1-mini", "delegate:sib-*"], maxSpendUsd: 0.05 });
+    const tokens: string[] = [];
+    const childIds: string[] = [];
+    for (const sibling of siblings) {
+      // Each child may spend $0.04 on its own: two of them could reach $0.08, so only the parent's ledger keeps them to $0.05.
+      const child = await mandate("delegate", "--parent", parent.id, "--agent", sibling.name, "--ttl", "10m", "--allow", "llm:gpt-4.1-mini", "--max-spend", "0.04", "--credentials", lead.credentialDir, "--format", "json");
+      expect(child.code, child.stderr).toBe(0);
+      childIds.push(child.json().id);
+      const fetched = await mandate("delegations", "token", "--task", "task-siblings", "--credentials", sibling.credentialDir);
+      expect(fetched.code, fetched.stderr).toBe(0);
+      tokens.push(fetched.stdout.trim());
+    }
+    const spend = async (i: number, n: number) =>
+      burst(`${plane.url}/llm/v1/chat/completions`, {
+        n,
+        ca: siblings[i]!.credentials.bundlePem,
+        authorization: `Bearer ${await siblings[i]!.jwtSvid()}~${tokens[i]}`,
+        body: () => ({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "x" }], max_tokens: 10 }),
+      });
+    const first = await spend(0, 20);
+    const firstOk = first.filter((r) => r.status === 200).length;
+    expect(firstOk).toBeGreaterThan(0);
+    expect(first.some((r) => r.status === 402)).toBe(true);
+    const second = await spend(1, 20);
+    const refused = second.find((r) => r.status === 402);
+    expect(refused, "the second sibling is stopped by the parent's ceiling").toBeDefined();
+    expect(refused!.body.error.message).toContain(`delegation ${parent.id}`);
+    await plane.context.llm!.recorder.flush();
+    const rows = (await plane.context.llm!.recorder.report("delegation", 0)).filter((r) => childIds.includes(r.key));
+    const siblingCost = rows.reduce((sum, r) => sum + r.costUsd, 0);
+    expect(siblingCost).toBeGreaterThan(0);
+    expect(siblingCost, "what both children spent together stays within the parent's $0.05").toBeLessThanOrEqual(0.05);
   });
 });

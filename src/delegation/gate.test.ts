@@ -165,12 +165,15 @@ const ROWS: Row[] = [
   },
   { name: "garbage as a token", run: (h) => h.layer.gate.authorize(h.request("deploy-auditor", "mcp:k8s/read_logs", "not.a.jwt!")), allow: false, deniedBy: "delegation", reason: /compact serialization/ },
   {
-    name: "one spend ceiling, the chain's tightest, for a sub-delegation",
+    name: "every link's spend ceiling, tightest first, for a sub-delegation",
     async run(h) {
       const parent = await grant(h);
       const child = await grant(h, { allow: ["llm:gpt-4.1-mini"], deny: [], requireApproval: [], maxSpendUsd: 0.5 }, 10 * 60_000, asAgent("deploy-auditor"), "log-reader", parent.id);
       const decision = await h.layer.gate.authorize(h.request("log-reader", "llm:gpt-4.1-mini", await h.tokenFor(child.id, "log-reader")));
-      expect(decision.obligations.filter((o) => o.kind === "max_spend")).toEqual([{ kind: "max_spend", usd: 0.5, delegationId: child.id }]);
+      expect(decision.obligations.filter((o) => o.kind === "max_spend")).toEqual([
+        { kind: "max_spend", usd: 0.5, delegationId: child.id },
+        { kind: "max_spend", usd: 2, delegationId: parent.id },
+      ]);
       return decision;
     },
     allow: true,

@@ -142,18 +142,17 @@ async function approvalStep(
 }
 
 /**
- * One spend ceiling, the tightest of the chain, rides as an obligation the LLM proxy
- * enforces against the presented delegation (the engine may name one per link, and the
- * proxy reads the first).
+ * Every link's spend ceiling rides as an obligation (tightest first), and the LLM proxy
+ * charges each one, so siblings sub-delegated from one grant share their parent's ceiling.
  */
 function withSpendCeiling(obligations: Obligation[], delegation: VerifiedDelegation | undefined): Obligation[] {
   if (!delegation) return obligations;
-  const ceilings = [
-    ...delegation.resolved.chain.map((l) => l.scope.maxSpendUsd),
-    ...obligations.map((ob) => (ob.kind === "max_spend" ? ob.usd : undefined)),
-  ].filter((v): v is number => v !== undefined);
-  const others = obligations.filter((ob) => ob.kind !== "max_spend");
-  return ceilings.length ? [...others, { kind: "max_spend", usd: Math.min(...ceilings), delegationId: delegation.summary.id }] : others;
+  const ceilings = new Map<string, number>();
+  const note = (delegationId: string, usd: number) => ceilings.set(delegationId, Math.min(usd, ceilings.get(delegationId) ?? Infinity));
+  for (const link of delegation.resolved.chain) if (link.scope.maxSpendUsd !== undefined) note(link.id, link.scope.maxSpendUsd);
+  for (const ob of obligations) if (ob.kind === "max_spend") note(ob.delegationId, ob.usd);
+  const spend: Obligation[] = [...ceilings].sort((x, y) => x[1] - y[1]).map(([delegationId, usd]) => ({ kind: "max_spend", usd, delegationId }));
+  return [...obligations.filter((ob) => ob.kind !== "max_spend"), ...spend];
 }
 
 function deny(principal: Principal, layer: DecisionLayer, reason: string, delegation?: VerifiedDelegation): GateDecision {

@@ -74,7 +74,8 @@ export class Budgets {
     return this.config.length > 0;
   }
 
-  rulesFor(subject: Subject, delegationMaxSpendUsd?: number): BudgetRule[] {
+  /** `spendCeilings`: each delegation link's max_spend (a sub-delegation's spend counts against every link above it too). */
+  rulesFor(subject: Subject, spendCeilings: { delegationId: string; usd: number }[] = []): BudgetRule[] {
     const rules: BudgetRule[] = [];
     for (const scope of ["team", "agent", "delegation"] as const) {
       const value = subject[scope];
@@ -85,8 +86,8 @@ export class Budgets {
         rules.push({ scope, name: value, period: b.period, limitUsd: b.limitUsd, softPercent: b.softPercent, source: "config" });
       }
     }
-    if (delegationMaxSpendUsd !== undefined && subject.delegation) {
-      rules.push({ scope: "delegation", name: subject.delegation, period: "total", limitUsd: delegationMaxSpendUsd, softPercent: 80, source: "delegation" });
+    if (subject.delegation) {
+      for (const ceiling of spendCeilings) rules.push({ scope: "delegation", name: ceiling.delegationId, period: "total", limitUsd: ceiling.usd, softPercent: 80, source: "delegation" });
     }
     return rules;
   }

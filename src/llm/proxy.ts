@@ -149,8 +149,8 @@ export class LlmProxy {
 
   private async reserveBudget(call: Call, model: ResolvedModel, inputTokens: number, outputTokens: number): Promise<BudgetHold | undefined> {
     const d = this.deps;
-    const maxSpend = call.decision!.obligations.find((o) => o.kind === "max_spend");
-    const rules = d.budgets.rulesFor(call.subject!, maxSpend?.kind === "max_spend" ? maxSpend.usd : undefined);
+    const ceilings = call.decision!.obligations.flatMap((o) => (o.kind === "max_spend" ? [{ delegationId: o.delegationId, usd: o.usd }] : []));
+    const rules = d.budgets.rulesFor(call.subject!, ceilings);
     if (rules.length === 0) return undefined;
     // The dearest target bounds the cost whichever one ends up serving the request.
     let costNano = 0;
