@@ -1,12 +1,11 @@
 import { request } from "node:https";
-import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
 import { PROXY_ROLES, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { mandate } from "./helpers/cli.js";
-import { startTestControlPlane } from "./helpers/control-plane.js";
+import { closeTestControlPlane, startTestControlPlane } from "./helpers/control-plane.js";
 import { FAKE_KEY, openAiThroughProxy } from "./helpers/llm.js";
 
 describe("mandate llm providers|models and mandate usage", () => {
@@ -22,10 +21,8 @@ describe("mandate llm providers|models and mandate usage", () => {
     agent = await joinTestAgent(plane, "cli-agent", { roles: ["model-user"], labels: "team=platform" });
   });
   afterAll(async () => {
-    const dataDir = plane?.dataDir;
-    await plane?.close();
+    await closeTestControlPlane(plane);
     await fake.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
   it("adds a provider whose key stays in the proxy's environment, never printed back", async () => {

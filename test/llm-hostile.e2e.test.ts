@@ -1,5 +1,4 @@
 import { request as httpsRequest } from "node:https";
-import { rm } from "node:fs/promises";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
@@ -7,7 +6,7 @@ import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
 import { PROXY_ROLES, type TestDelegation, delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
-import { startTestControlPlane } from "./helpers/control-plane.js";
+import { closeTestControlPlane, startTestControlPlane } from "./helpers/control-plane.js";
 import { mandate } from "./helpers/cli.js";
 import { FAKE_KEY, fakeLlmConfig, openAiThroughProxy } from "./helpers/llm.js";
 import { addTestUser } from "./helpers/users.js";
@@ -61,10 +60,8 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
     openai = openAiThroughProxy(plane, agent, `${jwt}~${delegation.token}`);
   });
   afterAll(async () => {
-    const dataDir = plane?.dataDir;
-    await plane?.close();
+    await closeTestControlPlane(plane);
     await fake.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
   beforeEach(() => fake.reset());
 

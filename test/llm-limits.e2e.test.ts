@@ -1,4 +1,3 @@
-import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
 import type { ControlPlane } from "../src/server/index.js";
@@ -6,7 +5,7 @@ import { FakeProvider } from "./fake-provider/server.js";
 import { PROXY_ROLES, delegateTo, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
 import { mandate } from "./helpers/cli.js";
-import { startTestControlPlane } from "./helpers/control-plane.js";
+import { closeTestControlPlane, startTestControlPlane } from "./helpers/control-plane.js";
 import { FAKE_KEY } from "./helpers/llm.js";
 import { burst } from "./helpers/llm-load.js";
 import { addTestUser } from "./helpers/users.js";
@@ -45,10 +44,8 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
     tokenBound = await joinTestAgent(plane, "token-bound", { roles });
   });
   afterAll(async () => {
-    const dataDir = plane?.dataDir;
-    await plane?.close();
+    await closeTestControlPlane(plane);
     await fake.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
   beforeEach(() => fake.reset());
 

@@ -1,5 +1,4 @@
 import { request as httpRequest } from "node:http";
-import { rm } from "node:fs/promises";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -8,7 +7,7 @@ import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
 import { PROXY_ROLES, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
-import { startTestControlPlane } from "./helpers/control-plane.js";
+import { closeTestControlPlane, startTestControlPlane } from "./helpers/control-plane.js";
 import { FAKE_KEY, anthropicThroughProxy, fakeLlmConfig, openAiThroughProxy } from "./helpers/llm.js";
 
 /** deploy-auditor may use every model; restricted-agent one model, and is denied claude outright. */
@@ -58,10 +57,8 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
     anthropic = anthropicThroughProxy(plane, agent, jwt);
   });
   afterAll(async () => {
-    const dataDir = plane?.dataDir;
-    await plane?.close();
+    await closeTestControlPlane(plane);
     await fake.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
   beforeEach(() => fake.reset());
 

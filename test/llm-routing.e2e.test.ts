@@ -1,4 +1,3 @@
-import { rm } from "node:fs/promises";
 import OpenAI from "openai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseLlmConfig } from "../src/llm/index.js";
@@ -6,7 +5,7 @@ import type { ControlPlane } from "../src/server/index.js";
 import { FakeProvider } from "./fake-provider/server.js";
 import { PROXY_ROLES, usePolicy } from "./helpers/access.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
-import { startTestControlPlane } from "./helpers/control-plane.js";
+import { closeTestControlPlane, startTestControlPlane } from "./helpers/control-plane.js";
 import { FAKE_KEY, openAiThroughProxy } from "./helpers/llm.js";
 
 describe("LLM routing under scripted provider failures", () => {
@@ -37,10 +36,8 @@ describe("LLM routing under scripted provider failures", () => {
     openai = openAiThroughProxy(plane, agent, await agent.jwtSvid());
   });
   afterAll(async () => {
-    const dataDir = plane?.dataDir;
-    await plane?.close();
+    await closeTestControlPlane(plane);
     await Promise.all([primary.close(), secondary.close(), third.close()]);
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
   beforeEach(() => {
     primary.reset();

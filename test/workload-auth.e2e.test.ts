@@ -1,10 +1,9 @@
 import { request } from "node:https";
 import { connect } from "node:tls";
-import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlPlane } from "../src/server/index.js";
 import { type TestAgent, joinTestAgent } from "./helpers/agent.js";
-import { startTestControlPlane } from "./helpers/control-plane.js";
+import { closeTestControlPlane, startTestControlPlane } from "./helpers/control-plane.js";
 
 interface Reply {
   status: number;
@@ -44,9 +43,7 @@ describe("workload authentication for the proxies (mTLS or JWT-SVID, delegation 
     beta = await joinTestAgent(plane, "beta");
   });
   afterAll(async () => {
-    const dataDir = plane?.dataDir;
-    await plane?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await closeTestControlPlane(plane);
   });
 
   it("refuses TLS 1.2 renegotiation, so the identity cached for a connection cannot be swapped", async () => {

@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import { type ControlPlane, type ControlPlaneOptions, startControlPlane } from "../../src/server/index.js";
 import { availableBackends, tempDir } from "./backends.js";
 
@@ -12,6 +13,13 @@ export async function startTestControlPlane(overrides: Partial<ControlPlaneOptio
     logLevel: "silent",
     ...overrides,
   });
+}
+
+/** Stops a test plane (if it started) and deletes its data directory. */
+export async function closeTestControlPlane(plane: ControlPlane | undefined): Promise<void> {
+  if (!plane) return;
+  await plane.close();
+  await rm(plane.dataDir, { recursive: true, force: true });
 }
 
 export { availableBackends };
