@@ -99,6 +99,90 @@ async function startTlsRelay(key: string, cert: string): Promise<{ port: number;
   return { port: (server.address() as { port: number }).port, close: () => server.close() };
 }
 
+/** The plainest relay there is: bytes piped both ways in Node, no TLS, nothing parsed. */
+async function startTcpRelay(): Promise<{ port: number; close(): void }> {
+  const server = createNetServer((client) => {
+    client.setNoDelay(true);
+    const upstream = netConnect({ host, port });
+    upstream.setNoDelay(true);
+    client.pipe(upstream).pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+}
+
+/** socat, if installed: a relay nobody here wrote (one forked C process per connection). */
+async function startSocat(): Promise<{ port: number; cpuSeconds(): number; close(): Promise<void> } | undefined> {
+  const found = await run("sh", ["-c", "command -v socat || true"]);
+  if (!found.trim()) return undefined;
+  const free = createNetServer();
+  await new Promise<void>((resolve) => free.listen(0, "127.0.0.1", () => resolve()));
+  const relayPort = (free.address() as { port: number }).port;
+  await new Promise<void>((resolve) => free.close(() => resolve()));
+  const child = spawn("socat", [`TCP-LISTEN:${relayPort},bind=127.0.0.1,fork,reuseaddr,nodelay`, `TCP:${host}:${port},nodelay`], { stdio: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const probe = netConnect({ host: "127.0.0.1", port: relayPort }, () => {
+        probe.destroy();
+        resolve(true);
+      });
+      probe.on("error", () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port: relayPort,
+    /** the listener's own CPU and its reaped per-connection children's (utime, stime, cutime, cstime) */
+    cpuSeconds: () => {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+      return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / 100;
+    },
+    close: async () => {
+      child.kill();
+      await new Promise((r) => child.once("exit", r));
+    },
+  };
+}
+
+/** Busy CPU seconds of the whole machine so far (every process: pgbench, PostgreSQL, relays). */
+function machineCpuSeconds(): number {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: busy is everything but idle and iowait
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / 100;
+}
+
+interface Measured extends PgbenchResult {
+  /** busy CPU of the whole machine per transaction, µs (includes anything else running) */
+  machineCpuUsPerTx: number;
+  /** CPU of the relay itself per transaction, µs, where it can be measured */
+  relayCpuUsPerTx?: number;
+}
+
+async function measured(conn: string, relayCpu?: () => number): Promise<Measured> {
+  const machineBefore = machineCpuSeconds();
+  const relayBefore = relayCpu?.() ?? 0;
+  const result = await pgbench(conn, {});
+  // Forked relay children are counted once reaped.
+  await new Promise((r) => setTimeout(r, 200));
+  const machine = machineCpuSeconds() - machineBefore;
+  const out: Measured = { ...result, machineCpuUsPerTx: Math.round((machine * 1e6) / Math.max(1, result.transactions)) };
+  if (relayCpu) out.relayCpuUsPerTx = Math.round(((relayCpu() - relayBefore) * 1e6) / Math.max(1, result.transactions));
+  return out;
+}
+
+function ownCpuSeconds(): number {
+  const cpu = process.cpuUsage();
+  return (cpu.user + cpu.system) / 1e6;
+}
+
 async function prepareDatabase(): Promise<void> {
   const admin = new pg.Client({ host, port, user: "postgres", database: "test" });
   await admin.connect();
@@ -106,6 +190,10 @@ async function prepareDatabase(): Promise<void> {
   if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${benchDb}`);
   await admin.end();
   await run("pgbench", ["-i", "-s", "1", "-q", "-h", host, "-p", String(port), "-U", "postgres", benchDb]);
+}
+
+function ratio(a: number, b: number): number {
+  return b > 0 ? Math.round((a / b) * 1000) / 1000 : 0;
 }
 
 async function main(): Promise<void> {
@@ -126,17 +214,36 @@ async function main(): Promise<void> {
     const proxyPort = plane.context.db!.port!;
     // BENCH_DB_ONLY=mandate skips the baselines (for profiling the proxy alone).
     const only = process.env.BENCH_DB_ONLY === "mandate";
-    const none: PgbenchResult = { tps: 0, transactions: 0, failed: 0, p50: 0, p99: 0 };
-    const direct = only ? none : await pgbench(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=disable`, {});
+    const none: Measured = { tps: 0, transactions: 0, failed: 0, p50: 0, p99: 0, machineCpuUsPerTx: 0 };
+    const direct = only ? none : await measured(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=disable`);
+    const serverSsl = await (async () => {
+      const client = new pg.Client({ host, port, user: "postgres", database: benchDb });
+      await client.connect();
+      const on = (await client.query("SHOW ssl")).rows[0]?.ssl === "on";
+      await client.end();
+      return on;
+    })();
+    // Direct over TLS to PostgreSQL itself, when the server has ssl on.
+    const directTls = only || !serverSsl ? undefined : await measured(`host=${host} port=${port} user=postgres dbname=${benchDb} sslmode=require`);
+    let tcpRelay = none;
+    let socatRelay: Measured | undefined;
     let tlsRelay = none;
     if (!only) {
+      const socat = await startSocat();
+      if (socat) {
+        socatRelay = await measured(`host=127.0.0.1 port=${socat.port} user=postgres dbname=${benchDb} sslmode=disable`, () => socat.cpuSeconds());
+        await socat.close();
+      }
+      const tcp = await startTcpRelay();
+      tcpRelay = await measured(`host=127.0.0.1 port=${tcp.port} user=postgres dbname=${benchDb} sslmode=disable`, ownCpuSeconds);
+      tcp.close();
       const relay = await startTlsRelay(readFileSync(join(creds, "svid_key.pem"), "utf8"), readFileSync(join(creds, "svid.pem"), "utf8"));
-      tlsRelay = await pgbench(`host=127.0.0.1 port=${relay.port} user=postgres dbname=${benchDb} sslmode=require`, {});
+      tlsRelay = await measured(`host=127.0.0.1 port=${relay.port} user=postgres dbname=${benchDb} sslmode=require`, ownCpuSeconds);
       relay.close();
     }
     const eluBefore = performance.eventLoopUtilization();
     const cpuBefore = process.cpuUsage();
-    const proxied = await pgbench(`host=127.0.0.1 port=${proxyPort} user=postgres dbname=bench sslmode=require sslcert=${join(creds, "svid.pem")} sslkey=${join(creds, "svid_key.pem")}`, {});
+    const proxied = await measured(`host=127.0.0.1 port=${proxyPort} user=postgres dbname=bench sslmode=require sslcert=${join(creds, "svid.pem")} sslkey=${join(creds, "svid_key.pem")}`, ownCpuSeconds);
     const elu = performance.eventLoopUtilization(eluBefore);
     const cpu = process.cpuUsage(cpuBefore);
     await plane.context.db!.journal.flush();
@@ -146,8 +253,18 @@ async function main(): Promise<void> {
       seconds,
       clients,
       direct,
+      directTls: directTls ?? "the server has ssl off",
+      ...(socatRelay ? { socatRelay } : { socatRelay: "socat is not installed" }),
+      tcpRelay,
       tlsRelay,
       mandate: proxied,
+      ratios: {
+        ...(directTls ? { directTls: ratio(directTls.tps, direct.tps) } : {}),
+        ...(socatRelay ? { socatRelay: ratio(socatRelay.tps, direct.tps) } : {}),
+        nodeTcpRelay: ratio(tcpRelay.tps, direct.tps),
+        nodeTlsRelay: ratio(tlsRelay.tps, direct.tps),
+        mandate: ratio(proxied.tps, direct.tps),
+      },
       tlsRelayRatio: Math.round((tlsRelay.tps / direct.tps) * 1000) / 1000,
       throughputRatio: Math.round((proxied.tps / direct.tps) * 1000) / 1000,
       addedLatencyMs: { p50: Math.round((proxied.p50 - direct.p50) * 1000) / 1000, p99: Math.round((proxied.p99 - direct.p99) * 1000) / 1000 },
@@ -156,6 +273,10 @@ async function main(): Promise<void> {
       classification: { cacheHits: plane.context.db!.cache.hits, cacheMisses: plane.context.db!.cache.misses },
     };
     console.log(JSON.stringify(result, null, 2));
+    const row = (name: string, m: Measured | undefined) =>
+      m ? `  ${name.padEnd(34)} ${m.tps.toFixed(0).padStart(7)} tps  ratio ${ratio(m.tps, direct.tps).toFixed(3)}  p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  machine CPU ${m.machineCpuUsPerTx} µs/tx${m.relayCpuUsPerTx !== undefined ? `  relay CPU ${m.relayCpuUsPerTx} µs/tx` : ""}` : `  ${name.padEnd(34)} -`;
+    console.log(["", row("direct", direct), row("direct over TLS", directTls), row("socat TCP relay", socatRelay), row("Node TCP pipe", tcpRelay), row("Node TLS relay", tlsRelay), row("Mandate", proxied)].join("\n"));
+    if (!serverSsl) console.log("  (direct over TLS: the server has ssl off)");
     console.log(`\npgbench -S -c ${clients} -T ${seconds}: direct ${direct.tps.toFixed(0)} tps, Mandate ${proxied.tps.toFixed(0)} tps → ratio ${result.throughputRatio} (target ≥ 0.60); added latency p50 ${result.addedLatencyMs.p50} ms, p99 ${result.addedLatencyMs.p99} ms; failed transactions: direct ${direct.failed}, Mandate ${proxied.failed}; a bare Node TLS relay: ${tlsRelay.tps.toFixed(0)} tps (ratio ${result.tlsRelayRatio})`);
   } finally {
     await plane.close();
