@@ -12,10 +12,29 @@ import { MandateError } from "../errors/index.js";
  * kept there under its authority id.
  * The worker is inline source so the same code runs from TypeScript (tests) and the build.
  */
+/** About 1 KiB of native memory each; enough for every agent of a large deployment renewing half-hourly against one control plane. */
+const MAX_CACHED_PUBLIC_KEYS = 16_384;
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { createPublicKey, sign, verify } = require("node:crypto");
 const signingKeys = new Map();
+// Imported public keys by their SPKI bytes, least recently used first. A renewal's proof is
+// signed by the key of the CSR the previous renewal verified, so its import (slower than
+// the verification itself) is usually done already. Same bytes, same key: only speed depends on it.
+const publicKeys = new Map();
+const MAX_PUBLIC_KEYS = ${MAX_CACHED_PUBLIC_KEYS};
+function publicKey(spki) {
+  const id = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength).toString("latin1");
+  let key = publicKeys.get(id);
+  if (key) {
+    publicKeys.delete(id);
+  } else {
+    key = createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" });
+    if (publicKeys.size >= MAX_PUBLIC_KEYS) publicKeys.delete(publicKeys.keys().next().value);
+  }
+  publicKeys.set(id, key);
+  return key;
+}
 parentPort.on("message", (batch) => {
   const results = batch.map((job) => {
     if (job.keyId !== undefined) {
@@ -28,7 +47,7 @@ parentPort.on("message", (batch) => {
       }
     }
     try {
-      const key = createPublicKey({ key: Buffer.from(job.spki), format: "der", type: "spki" });
+      const key = publicKey(job.spki);
       return verify(job.hash, Buffer.from(job.data), job.p1363 ? { key, dsaEncoding: "ieee-p1363" } : key, Buffer.from(job.signature));
     } catch {
       return false;

@@ -1,0 +1,36 @@
+import { generateKeyPairSync, sign } from "node:crypto";
+import { afterAll, describe, expect, it } from "vitest";
+import { SignatureVerifierPool } from "./signature-pool.js";
+
+describe("SignatureVerifierPool", () => {
+  const pool = new SignatureVerifierPool(1);
+  afterAll(() => pool.close());
+  const keyPair = () => {
+    const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    return { spki: publicKey.export({ format: "der", type: "spki" }), privateKey };
+  };
+
+  it("a key imported once still decides every later signature by itself", async () => {
+    const a = keyPair();
+    const b = keyPair();
+    const data = Buffer.from("renewal");
+    const byA = sign("sha256", data, { key: a.privateKey, dsaEncoding: "ieee-p1363" });
+    const byB = sign("sha256", data, { key: b.privateKey, dsaEncoding: "ieee-p1363" });
+    expect(await pool.verify("sha256", a.spki, data, byA, { p1363: true })).toBe(true);
+    // The second use of a.spki finds its imported key; b's signature must still fail under it.
+    expect(await pool.verify("sha256", a.spki, data, byB, { p1363: true })).toBe(false);
+    expect(await pool.verify("sha256", a.spki, Buffer.from("other"), byA, { p1363: true })).toBe(false);
+    expect(await pool.verify("sha256", b.spki, data, byB, { p1363: true })).toBe(true);
+    expect(await pool.verify("sha256", b.spki, data, byA, { p1363: true })).toBe(false);
+  });
+
+  it("a malformed key verifies nothing and is not kept", async () => {
+    const data = Buffer.from("renewal");
+    const a = keyPair();
+    const byA = sign("sha256", data, { key: a.privateKey, dsaEncoding: "ieee-p1363" });
+    const broken = Buffer.from(a.spki);
+    broken[broken.length - 1]! ^= 0xff;
+    expect(await pool.verify("sha256", broken, data, byA, { p1363: true })).toBe(false);
+    expect(await pool.verify("sha256", broken, data, byA, { p1363: true })).toBe(false);
+  });
+});
