@@ -24,6 +24,23 @@ describe("SignatureVerifierPool", () => {
     expect(await pool.verify("sha256", b.spki, data, byA, { p1363: true })).toBe(false);
   });
 
+  it("with several workers, each key still verifies only its own signatures", async () => {
+    const wide = new SignatureVerifierPool(3);
+    try {
+      const data = Buffer.from("renewal");
+      const pairs = Array.from({ length: 12 }, keyPair);
+      const signatures = pairs.map((p) => sign("sha256", data, { key: p.privateKey, dsaEncoding: "ieee-p1363" }));
+      for (let round = 0; round < 2; round++) {
+        const own = await Promise.all(pairs.map((p, i) => wide.verify("sha256", p.spki, data, signatures[i]!, { p1363: true })));
+        const other = await Promise.all(pairs.map((p, i) => wide.verify("sha256", p.spki, data, signatures[(i + 1) % pairs.length]!, { p1363: true })));
+        expect(own).toEqual(pairs.map(() => true));
+        expect(other).toEqual(pairs.map(() => false));
+      }
+    } finally {
+      await wide.close();
+    }
+  });
+
   it("a malformed key verifies nothing and is not kept", async () => {
     const data = Buffer.from("renewal");
     const a = keyPair();

@@ -154,16 +154,25 @@ export class SignatureVerifierPool {
     this.workers = Array.from({ length: size }, () => new CryptoWorker());
   }
 
-  private submit(job: Omit<Job, "resolve" | "reject">): Promise<Result> {
-    return new Promise((resolve, reject) => {
-      const worker = this.workers.reduce((a, b) => (b.load < a.load ? b : a));
-      worker.submit({ ...job, resolve, reject });
-    });
+  private submit(job: Omit<Job, "resolve" | "reject">, worker = this.workers.reduce((a, b) => (b.load < a.load ? b : a))): Promise<Result> {
+    return new Promise((resolve, reject) => worker.submit({ ...job, resolve, reject }));
+  }
+
+  /**
+   * Verifications with one key go to one worker, so its imported key is found there again
+   * (the next renewal's proof is signed by this renewal's CSR key). The sum of the bytes is
+   * as random as the key's own bits, so the workers share the load evenly.
+   */
+  private workerFor(spkiDer: Uint8Array): CryptoWorker {
+    if (this.workers.length === 1) return this.workers[0]!;
+    let sum = 0;
+    for (const byte of spkiDer) sum += byte;
+    return this.workers[sum % this.workers.length]!;
   }
 
   /** Verifies `signature` over `data` with the key in `spkiDer` (DER SubjectPublicKeyInfo). */
   async verify(hash: string | null, spkiDer: Uint8Array, data: Uint8Array, signature: Uint8Array, options: { p1363?: boolean } = {}): Promise<boolean> {
-    return (await this.submit({ message: { hash, spki: exact(spkiDer), data: exact(data), signature: exact(signature), p1363: options.p1363 === true } })) === true;
+    return (await this.submit({ message: { hash, spki: exact(spkiDer), data: exact(data), signature: exact(signature), p1363: options.p1363 === true } }, this.workerFor(spkiDer))) === true;
   }
 
   /** A SHA-256 signature (DER-encoded for ECDSA) by `privateKey`, which each worker keeps under `keyId` after its first use. */
