@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, test } from "vitest";
-import { ClassificationCache, UnparseableStatement, classifySql, loadParser } from "./classify.js";
+import { ClassificationCache, UnparseableStatement, classifySql, integerFreeKey, loadParser } from "./classify.js";
 
 beforeAll(async () => {
   await loadParser();
@@ -87,5 +87,39 @@ describe("classification", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  test("texts that differ only in integers share a classification, the same redacted text, and never let unparseable text through", () => {
+    const cache = new ClassificationCache(50);
+    const templates = ["SELECT abalance FROM pgbench_accounts WHERE aid = %;", "SELECT * FROM t ORDER BY % LIMIT %", "DELETE FROM t WHERE id = %", "SELECT %x% FROM t", "SELECT %.% FROM t", "SELECT % e% FROM t", "SELECT t% FROM t%", "FETCH % FROM c", "SELECT %%, -% FROM t WHERE a<%"];
+    const integer = fc.oneof(fc.nat().map(String), fc.constantFrom("0", "00", "1", "99999999999999999999999"));
+    fc.assert(
+      fc.property(fc.constantFrom(...templates), fc.array(integer, { minLength: 3, maxLength: 3 }), fc.array(integer, { minLength: 3, maxLength: 3 }), (template, first, second) => {
+        const fill = (values: string[]) => {
+          let i = 0;
+          return template.replace(/%/g, () => values[i++ % values.length]!);
+        };
+        for (const text of [fill(first), fill(second)]) {
+          let fresh;
+          try {
+            fresh = classifySql(text);
+          } catch (error) {
+            expect(error).toBeInstanceOf(UnparseableStatement);
+            expect(() => cache.classify(text)).toThrow(UnparseableStatement);
+            continue;
+          }
+          const cached = cache.classify(text);
+          expect(cached.statements).toEqual(fresh.statements);
+          expect(cached.tables).toEqual(fresh.tables);
+          expect(cached.functions).toEqual(fresh.functions);
+          expect(cached.count).toEqual(fresh.count);
+          expect(cached.redacted).toEqual(fresh.redacted);
+        }
+      }),
+      { numRuns: 300 },
+    );
+    expect(integerFreeKey("SELECT 'x' FROM t WHERE id = 1")).toBeUndefined();
+    expect(integerFreeKey("SELECT 1 -- x")).toBeUndefined();
+    expect(integerFreeKey("SELECT abalance FROM pgbench_accounts WHERE aid = 42;")).toBe("SELECT abalance FROM pgbench_accounts WHERE aid = ?;");
   });
 });

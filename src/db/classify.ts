@@ -262,6 +262,7 @@ export function redact(text: string): string {
 export class ClassificationCache {
   private readonly exact = new Map<string, Classification>();
   private readonly shapes = new Map<string, Classification>();
+  private readonly integerFree = new Map<string, Classification>();
   hits = 0;
   misses = 0;
 
@@ -272,6 +273,15 @@ export class ClassificationCache {
     if (exact) {
       this.hits++;
       return exact;
+    }
+    // Before paying for the parser's normalize: texts that differ only in integer literals.
+    const key = integerFreeKey(text);
+    if (key !== undefined) {
+      const known = this.integerFree.get(key);
+      if (known) {
+        this.hits++;
+        return known;
+      }
     }
     let shape: string | undefined;
     try {
@@ -291,8 +301,29 @@ export class ClassificationCache {
     const result = classifySql(text);
     if (shape !== undefined) remember(this.shapes, shape, result, this.maxEntries);
     remember(this.exact, text, result, this.maxEntries);
+    // Only when normalize replaced every integer: then the redacted text is the same for all of them too.
+    if (key !== undefined && !STANDALONE_INTEGER.test(result.redacted)) remember(this.integerFree, key, result, this.maxEntries);
     return result;
   }
+}
+
+/**
+ * Texts made only of unquoted words, integers, whitespace and a few punctuation marks (no
+ * quotes, dollar signs, slashes, backslashes or `--`, so no strings, comments, parameters
+ * or escapes can hide anything) keyed with every standalone integer of up to 9 digits (bounded by neither an
+ * identifier character nor a dot) replaced by `?`, which such a text cannot contain. Two
+ * texts with one key differ only in integer constants, each lexed alone as an integer
+ * either way, so they parse to the same tree shape: same classes, tables and functions.
+ * Anything else → undefined (the parser's normalize decides).
+ */
+const INTEGER_KEY_ALPHABET = /^[A-Za-z0-9_ \t\r\n,;=().<>*+-]*$/;
+const STANDALONE_INTEGER = /(?<![A-Za-z0-9_.$])\d+(?![A-Za-z0-9_.])/;
+// Up to 9 digits: always a plain integer constant; a longer run may be numeric, which normalize treats differently.
+const STANDALONE_INTEGERS = /(?<![A-Za-z0-9_.$])\d{1,9}(?![A-Za-z0-9_.])/g;
+
+export function integerFreeKey(text: string): string | undefined {
+  if (text.length > 4096 || !INTEGER_KEY_ALPHABET.test(text) || text.includes("--")) return undefined;
+  return text.replace(STANDALONE_INTEGERS, "?");
 }
 
 function remember(map: Map<string, Classification>, key: string, value: Classification, max: number): void {
