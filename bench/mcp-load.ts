@@ -46,6 +46,8 @@ async function openSession(): Promise<string> {
 
 const latencies: number[] = [];
 let completed = 0;
+/** every call, warm-up included: what the proxy's CPU time is divided by */
+let calls = 0;
 let failed = 0;
 let firstError = "";
 // Sessions open one after another: the setup burst is not what is measured.
@@ -59,6 +61,7 @@ await Promise.all(
     let id = 1;
     while (performance.now() < deadline) {
       const t0 = performance.now();
+      calls++;
       try {
         const answer = await post({ jsonrpc: "2.0", id: id++, method: "tools/call", params: { name: spec.tool, arguments: spec.arguments } }, session);
         if (answer.status !== 200 || !answer.text.includes('"result"')) throw new Error(`HTTP ${answer.status}: ${answer.text.slice(0, 200)}`);
@@ -75,6 +78,6 @@ await Promise.all(
 );
 latencies.sort((a, b) => a - b);
 const pick = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
-process.send!({ completed, failed, firstError, perSecond: completed / (spec.durationMs / 1000), p50: pick(0.5), p99: pick(0.99) });
+process.send!({ completed, calls, failed, firstError, perSecond: completed / (spec.durationMs / 1000), p50: pick(0.5), p99: pick(0.99) });
 agent.destroy();
 process.exit(0);

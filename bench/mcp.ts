@@ -55,18 +55,26 @@ async function startProcess(command: string, args: string[], env: Record<string,
 
 interface LoadResult {
   completed: number;
+  calls: number;
   failed: number;
   firstError: string;
   perSecond: number;
   p50: number;
   p99: number;
+  /** CPU time of this process (the control plane and its proxy) per call, warm-up and session setup included */
+  cpuMicrosPerCall: number;
 }
 
 function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }, headers?: Record<string, string>): Promise<LoadResult> {
+  const cpu = process.cpuUsage();
   const worker = fork(join(here, "mcp-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls, headers });
   return new Promise((resolve, reject) => {
-    worker.once("message", (m) => resolve(m as LoadResult));
+    worker.once("message", (m) => {
+      const used = process.cpuUsage(cpu);
+      const r = m as Omit<LoadResult, "cpuMicrosPerCall">;
+      resolve({ ...r, cpuMicrosPerCall: (used.user + used.system) / Math.max(1, r.calls) });
+    });
     worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
   });
 }
@@ -100,9 +108,9 @@ try {
     return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem }, delegation: { "x-mandate-delegation": delegation } });
   }
 
-  const line = (name: string, r: LoadResult, base?: LoadResult) =>
-    `| ${name} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${base ? `${(r.p50 - base.p50).toFixed(2)} / ${(r.p99 - base.p99).toFixed(2)}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${r.failed} |`;
-  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | errors |", "|---|---:|---:|---:|---:|---:|---:|");
+  const line = (name: string, r: LoadResult, base?: LoadResult, proxied = base !== undefined) =>
+    `| ${name} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${base ? `${(r.p50 - base.p50).toFixed(2)} / ${(r.p99 - base.p99).toFixed(2)}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${proxied ? r.cpuMicrosPerCall.toFixed(0) : ""} | ${r.failed} |`;
+  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | Mandate CPU µs/call | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|");
   for (const concurrency of concurrencies) {
     const direct = await load(upstream, concurrency);
     const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls);
