@@ -1,10 +1,11 @@
-import { type KeyObject, createPrivateKey } from "node:crypto";
+import { createPrivateKey } from "node:crypto";
 import { Agent, request } from "node:https";
 import { createSecureContext } from "node:tls";
 import { parentPort, workerData } from "node:worker_threads";
 import { generateKeyAndCsr } from "../src/agent/csr.js";
-import { csrDigest, signRenewalProof } from "../src/identity/renewal-proof.js";
+import { csrDigest } from "../src/identity/renewal-proof.js";
 import { pemDecodeAll } from "../src/identity/x509-util.js";
+import { type FreshCsr, type ProofIdentity, RenewalConnection, bodyPrefix, claimsPrefix, renewalBody, renewedIdentity } from "./renewal-connection.js";
 
 /**
  * A bounded closed-loop load generator: `concurrency` requests in flight over
@@ -29,23 +30,31 @@ interface LoadSpec {
   freshConnections?: boolean;
   /**
    * Proof-renewal mode, as `mandate daemon` renews: each slot is one agent instance that
-   * renews with a proof made by its current SVID's key, over kept-alive connections without
-   * a client certificate, each time with a key and CSR never used before (made before the
-   * clock starts: `freshKeys` of them), and uses the returned SVID and generation next time.
+   * renews with a proof made by its current SVID's key, over its own kept-alive TLS
+   * connection without a client certificate (`renewal-connection.ts`: pre-built request
+   * parts, no pipelining, only status, content-length and the renewed SVID's three fields
+   * read back), each time with a key and CSR never used before (made before the clock
+   * starts: `freshKeys` of them), and uses the returned SVID and generation next time.
    */
   proofRenewal?: { identities: { cert: string; key: string; generation: number; instance: string; spiffeId: string; serial: string }[]; audience: string; freshKeys: number };
 }
 
 // Runs as a child process (the benchmark's default: client and server do not share a heap or an event loop) or as a worker thread.
 const spec = (parentPort ? workerData : await new Promise((resolve) => process.once("message", resolve))) as LoadSpec;
-const agent = spec.proofRenewal
-  ? new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca })
-  : new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, cert: spec.cert, key: spec.key });
-const proofIdentities = (spec.proofRenewal?.identities ?? []).map((i) => ({ ...i, privateKey: createPrivateKey(i.key) as KeyObject, leafDer: pemDecodeAll(i.cert)[0]! }));
-const freshKeys = await Promise.all(
+const agent = new Agent({ keepAlive: true, maxSockets: spec.concurrency, ca: spec.ca, ...(spec.cert ? { cert: spec.cert, key: spec.key } : {}) });
+const proofIdentities: ProofIdentity[] = (spec.proofRenewal?.identities ?? []).map((i) => ({
+  privateKey: createPrivateKey(i.key),
+  leafBase64: pemDecodeAll(i.cert)[0]!.toString("base64"),
+  generation: i.generation,
+  serial: i.serial,
+  claimsPrefix: claimsPrefix({ aud: spec.proofRenewal!.audience, sub: i.spiffeId, instance: i.instance }),
+}));
+const target = new URL(spec.url);
+const connections = proofIdentities.map(() => new RenewalConnection({ host: target.hostname, port: Number(target.port), path: target.pathname, ca: spec.ca }));
+const freshKeys: FreshCsr[] = await Promise.all(
   Array.from({ length: spec.proofRenewal?.freshKeys ?? 0 }, async () => {
     const made = await generateKeyAndCsr();
-    return { privateKey: made.privateKey, csrPem: made.csrPem, digest: csrDigest(made.csrDer) };
+    return { privateKey: made.privateKey, bodyPrefix: bodyPrefix(made.csrPem), digest: csrDigest(made.csrDer) };
   }),
 );
 let nextFreshKey = 0;
@@ -72,45 +81,20 @@ function record(status: number | undefined, t0: number, body: () => string): voi
   }
 }
 
-function oneProofRenewal(slot: number): Promise<void> {
-  return new Promise((resolve) => {
-    const identity = proofIdentities[slot]!;
-    if (nextFreshKey >= freshKeys.length) reusedKeys++;
-    const fresh = freshKeys[nextFreshKey++ % freshKeys.length]!;
-    const t0 = performance.now();
-    const proof = signRenewalProof(identity.privateKey, identity.leafDer, {
-      aud: spec.proofRenewal!.audience,
-      sub: identity.spiffeId,
-      iat: Math.floor(Date.now() / 1000),
-      instance: identity.instance,
-      generation: identity.generation,
-      serial: identity.serial,
-      csr: fresh.digest,
-    });
-    const body = JSON.stringify({ csr: fresh.csrPem, proof });
-    const req = request(spec.url, { method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString();
-        if (res.statusCode === 200) {
-          const renewed = JSON.parse(text) as { svidPem: string; generation: number; serial: string };
-          identity.leafDer = pemDecodeAll(renewed.svidPem)[0]!;
-          identity.privateKey = fresh.privateKey;
-          identity.generation = renewed.generation;
-          identity.serial = renewed.serial;
-        }
-        record(res.statusCode, t0, () => text);
-        resolve();
-      });
-    });
-    req.on("error", (error) => {
-      if (measuring) failed++;
-      firstError ||= error.message;
-      resolve();
-    });
-    req.end(body);
-  });
+async function oneProofRenewal(slot: number): Promise<void> {
+  const identity = proofIdentities[slot]!;
+  if (nextFreshKey >= freshKeys.length) reusedKeys++;
+  const fresh = freshKeys[nextFreshKey++ % freshKeys.length]!;
+  const t0 = performance.now();
+  try {
+    const { status, body } = await connections[slot]!.post(renewalBody(identity, fresh, Math.floor(Date.now() / 1000)));
+    const renewed = status === 200 ? renewedIdentity(body) : undefined;
+    if (renewed) Object.assign(identity, renewed, { privateKey: fresh.privateKey });
+    record(renewed ? status : status === 200 ? 0 : status, t0, () => body.toString());
+  } catch (error) {
+    if (measuring) failed++;
+    firstError ||= (error as Error).message;
+  }
 }
 
 function one(i: number, slot: number): Promise<void> {
@@ -152,13 +136,17 @@ async function loop(worker: number): Promise<void> {
   }
 }
 
+let measuredCpu0: NodeJS.CpuUsage | undefined;
 setTimeout(() => {
   measuring = true;
+  measuredCpu0 = process.cpuUsage();
 }, spec.warmupMs);
 const t0 = Date.now();
 const cpu0 = process.cpuUsage();
 await Promise.all(Array.from({ length: spec.concurrency }, (_, w) => loop(w)));
+const measuredCpu = process.cpuUsage(measuredCpu0);
 agent.destroy();
+for (const connection of connections) connection.close();
 latencies.sort((a, b) => a - b);
 const measuredSeconds = (Date.now() - t0 - spec.warmupMs) / 1000;
 const report = (message: unknown) => (parentPort ? parentPort.postMessage(message) : process.send!(message, () => process.exit(0)));
@@ -168,6 +156,8 @@ report({
   firstError,
   reusedKeys,
   cpuMs: (({ user, system }) => (user + system) / 1000)(process.cpuUsage(cpu0)),
+  // Over the measured window only, per finished request: this process's own cost per renewal.
+  cpuUsPerRequest: (measuredCpu.user + measuredCpu.system) / Math.max(1, completed + failed),
   perSecond: completed / measuredSeconds,
   p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0,
   p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0,

@@ -28,8 +28,10 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 
 /** The load generator runs in its own process, as clients would, sharing only the machine. */
-function runLoad(spec: object): Promise<{ completed: number; failed: number; firstError: string; perSecond: number; p50: number; p99: number; reusedKeys?: number; cpuMs?: number }> {
-  const child = fork(fileURLToPath(new URL("./load-worker.js", import.meta.url)), [], { stdio: "inherit" });
+function runLoad(spec: object): Promise<{ completed: number; failed: number; firstError: string; perSecond: number; p50: number; p99: number; reusedKeys?: number; cpuMs?: number; cpuUsPerRequest?: number }> {
+  // BENCH_LOAD_PROF=DIR writes a V8 CPU profile of each load-generator process there.
+  const execArgv = process.env.BENCH_LOAD_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_LOAD_PROF}`] : [];
+  const child = fork(fileURLToPath(new URL("./load-worker.js", import.meta.url)), [], { stdio: "inherit", execArgv });
   child.send(spec);
   return new Promise((resolve, reject) => {
     child.once("message", resolve as (m: unknown) => void);
@@ -199,7 +201,7 @@ try {
   const cpuPerRenewal = {
     eventLoopUs: (ticksSince((tid) => Number(tid) === process.pid) / renewalsInWindow) * 1000,
     otherThreadsUs: (ticksSince((tid) => Number(tid) !== process.pid) / renewalsInWindow) * 1000,
-    loadGeneratorUs: ((proofRenewal.cpuMs ?? 0) / renewalsInWindow) * 1000,
+    loadGeneratorUs: proofRenewal.cpuUsPerRequest ?? ((proofRenewal.cpuMs ?? 0) / renewalsInWindow) * 1000,
   };
   const proofElu = performance.eventLoopUtilization(proofElu0);
   console.log(`  control-plane threads (% of one core over the ${proofWindow.toFixed(1)} s load): ${proofThreads.map((t) => `${t.thread} ${t.percentOfCore.toFixed(0)}%`).join(", ")}`);
