@@ -16,6 +16,9 @@ import { MandateClient } from "../src/client/http-client.js";
 import { parseCsr, verifyCsr } from "../src/identity/index.js";
 import { EC_P256, randomSerial, x509 } from "../src/identity/x509-util.js";
 import { startControlPlane } from "../src/server/index.js";
+import { issueControlPlaneCertificate } from "../src/server/server-identity.js";
+import { SignatureVerifierPool } from "../src/identity/signature-pool.js";
+import { startBareRenewalServer } from "./bare-renewal-server.js";
 import { measureOpensslCeiling } from "./openssl-ceiling.js";
 
 /**
@@ -176,44 +179,83 @@ try {
   const inProcessCpu = process.cpuUsage(inProcessCpu0);
   const inProcessProofCpuUs = (inProcessCpu.user + inProcessCpu.system) / (inProcessProofRate * ((Date.now() - inProcessT0) / 1000));
   console.log(`  in-process proof renewal: ${inProcessProofRate.toFixed(0)}/s = ${(inProcessProofRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling; ${inProcessProofCpuUs.toFixed(0)} µs CPU per renewal (all threads, proof signing included)`);
-  console.log(`X509-SVID renewal over the API by proof of possession: ${CONCURRENCY} agent instances over kept-alive TLS, each renewal with a fresh key and CSR and a proof by the current SVID, ${SECONDS}s…`);
-  const proofElu0 = performance.eventLoopUtilization();
-  const threads0 = await threadTicks();
-  const proofT0 = Date.now();
-  const proofRenewal = await runLoad({
-    url: `${plane.url}/v1/svid/x509/proof`,
-    ca: creds.bundlePem,
-    cert: "",
-    key: "",
-    bodies: [""],
-    concurrency: CONCURRENCY,
-    durationMs: SECONDS * 1000,
-    warmupMs: 1000,
-    proofRenewal: { identities: proofInstances, audience, freshKeys: Math.ceil((SECONDS + 1) * Number(process.env.BENCH_FRESH_KEYS_PER_SECOND ?? 5000)) },
-  });
-  // Key generation in the load process happens before its clock starts, so only the last (1 + SECONDS) s are the load.
-  const proofWindow = Math.min((Date.now() - proofT0) / 1000, SECONDS + 1);
-  const threads1 = await threadTicks();
-  const proofThreads = threadCpuSince(threads0, threads1, proofWindow);
-  // CPU per renewal, the number a quieter machine would not change much: rate in the window × window = renewals done.
-  const renewalsInWindow = Math.max(1, proofRenewal.perSecond * proofWindow);
-  const ticksSince = (pick: (tid: string) => boolean) => [...threads1].filter(([tid]) => pick(tid)).reduce((sum, [tid, t]) => sum + t.ticks - (threads0.get(tid)?.ticks ?? 0), 0) * 10;
-  const cpuPerRenewal = {
-    eventLoopUs: (ticksSince((tid) => Number(tid) === process.pid) / renewalsInWindow) * 1000,
-    otherThreadsUs: (ticksSince((tid) => Number(tid) !== process.pid) / renewalsInWindow) * 1000,
-    loadGeneratorUs: proofRenewal.cpuUsPerRequest ?? ((proofRenewal.cpuMs ?? 0) / renewalsInWindow) * 1000,
+  /**
+   * One proof-renewal row over the API: the load generator renews the proof instances
+   * against `url`; CPU per renewal by thread of this process (`/proc/self/task`), and the
+   * load generator's own.
+   */
+  const measureProofRow = async (label: string, url: string) => {
+    console.log(`${label}: ${CONCURRENCY} agent instances, one kept-alive TLS connection each, each renewal with a fresh key and CSR and a proof by the current SVID, ${SECONDS}s…`);
+    const elu0 = performance.eventLoopUtilization();
+    const threads0 = await threadTicks();
+    const t0 = Date.now();
+    const load = await runLoad({
+      url,
+      ca: creds.bundlePem,
+      cert: "",
+      key: "",
+      bodies: [""],
+      concurrency: CONCURRENCY,
+      durationMs: SECONDS * 1000,
+      warmupMs: 1000,
+      proofRenewal: { identities: proofInstances, audience, freshKeys: Math.ceil((SECONDS + 1) * Number(process.env.BENCH_FRESH_KEYS_PER_SECOND ?? 5000)) },
+    });
+    // Key generation in the load process happens before its clock starts, so only the last (1 + SECONDS) s are the load.
+    const window = Math.min((Date.now() - t0) / 1000, SECONDS + 1);
+    const threads1 = await threadTicks();
+    const threads = threadCpuSince(threads0, threads1, window);
+    // CPU per renewal, the number a quieter machine would not change much: rate in the window × window = renewals done.
+    const renewalsInWindow = Math.max(1, load.perSecond * window);
+    const ticksSince = (pick: (tid: string) => boolean) => [...threads1].filter(([tid]) => pick(tid)).reduce((sum, [tid, t]) => sum + t.ticks - (threads0.get(tid)?.ticks ?? 0), 0) * 10;
+    const cpuPerRenewal = {
+      eventLoopUs: (ticksSince((tid) => Number(tid) === process.pid) / renewalsInWindow) * 1000,
+      otherThreadsUs: (ticksSince((tid) => Number(tid) !== process.pid) / renewalsInWindow) * 1000,
+      loadGeneratorUs: load.cpuUsPerRequest ?? ((load.cpuMs ?? 0) / renewalsInWindow) * 1000,
+    };
+    const loopBusy = Math.min(1, performance.eventLoopUtilization(elu0).active / (window * 1000));
+    console.log(`  server threads (% of one core over the ${window.toFixed(1)} s load): ${threads.map((t) => `${t.thread} ${t.percentOfCore.toFixed(0)}%`).join(", ")}`);
+    console.log(`  load generator process: ${(((load.cpuMs ?? 0) / 1000 / (SECONDS + 1)) * 100).toFixed(0)}% of one core; load average ${(await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ")}`);
+    if (load.failed) console.log(`  ${load.failed} failed requests, first: ${load.firstError}`);
+    if (load.reusedKeys) console.log(`  ${load.reusedKeys} renewals reused a pre-made key (raise BENCH_FRESH_KEYS_PER_SECOND)`);
+    console.log(`  event loop ${(loopBusy * 100).toFixed(0)}% busy; ${load.perSecond.toFixed(0)}/s = ${(load.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling, p50 ${load.p50.toFixed(1)} ms, p99 ${load.p99.toFixed(1)} ms`);
+    const serverUs = cpuPerRenewal.eventLoopUs + cpuPerRenewal.otherThreadsUs;
+    const cpuTotalUs = serverUs + cpuPerRenewal.loadGeneratorUs;
+    console.log(
+      `  CPU per renewal: server ${serverUs.toFixed(0)} µs (event loop ${cpuPerRenewal.eventLoopUs.toFixed(0)}, other threads ${cpuPerRenewal.otherThreadsUs.toFixed(0)}), load generator ${cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs: two otherwise idle cores would allow at most ${((2 * 1e6) / cpuTotalUs).toFixed(0)}/s = ${((2 * 1e6) / cpuTotalUs / ceiling.issuancePerSecond).toFixed(2)} of ceiling, the event loop alone ${(1e6 / cpuPerRenewal.eventLoopUs).toFixed(0)}/s`,
+    );
+    return { load, threads, loopBusy, cpuPerRenewal, serverUs, boundPerSecond: (2 * 1e6) / cpuTotalUs };
   };
-  const proofElu = performance.eventLoopUtilization(proofElu0);
-  console.log(`  control-plane threads (% of one core over the ${proofWindow.toFixed(1)} s load): ${proofThreads.map((t) => `${t.thread} ${t.percentOfCore.toFixed(0)}%`).join(", ")}`);
-  console.log(`  load generator process: ${(((proofRenewal.cpuMs ?? 0) / 1000 / (SECONDS + 1)) * 100).toFixed(0)}% of one core; load average ${(await readFile("/proc/loadavg", "utf8")).split(" ").slice(0, 3).join(" ")}`);
-  if (proofRenewal.failed) console.log(`  ${proofRenewal.failed} failed requests, first: ${proofRenewal.firstError}`);
-  if (proofRenewal.reusedKeys) console.log(`  ${proofRenewal.reusedKeys} renewals reused a pre-made key (raise BENCH_FRESH_KEYS_PER_SECOND)`);
-  const proofLoopBusy = Math.min(1, proofElu.active / (proofWindow * 1000));
-  console.log(`  event loop ${(proofLoopBusy * 100).toFixed(0)}% busy; ${proofRenewal.perSecond.toFixed(0)}/s = ${(proofRenewal.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling, p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms`);
-  const cpuTotalUs = cpuPerRenewal.eventLoopUs + cpuPerRenewal.otherThreadsUs + cpuPerRenewal.loadGeneratorUs;
-  console.log(
-    `  CPU per renewal: event loop ${cpuPerRenewal.eventLoopUs.toFixed(0)} µs, other control-plane threads ${cpuPerRenewal.otherThreadsUs.toFixed(0)} µs, load generator ${cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs: two otherwise idle cores would allow at most ${((2 * 1e6) / cpuTotalUs).toFixed(0)}/s, the event loop alone ${(1e6 / cpuPerRenewal.eventLoopUs).toFixed(0)}/s`,
-  );
+
+  const bareRow = async () => {
+    // The same signature worker arrangement as the control plane's (one worker on two cores).
+    const pool = new SignatureVerifierPool();
+    const authority = plane.context.authority;
+    const tlsCert = await issueControlPlaneCertificate(authority, plane.context.store, "server", ["127.0.0.1"], 3600_000, Date.now());
+    const bare = await startBareRenewalServer({ keyPem: tlsCert.keyPem, certPem: tlsCert.chainPem, caPem: authority.x509AuthoritiesPem(), signer: authority.x509Signer, pool, bundlePem: authority.x509AuthoritiesPem(), jwtBundle: authority.jwtBundleDocument() });
+    try {
+      return await measureProofRow("Reference: the crypto of a proof renewal behind node's bare HTTPS server (no framework, store or audit)", `${bare.url}/v1/svid/x509/proof`);
+    } finally {
+      await bare.close();
+      await pool.close();
+    }
+  };
+
+  const mandateRow = await measureProofRow("X509-SVID renewal over the API by proof of possession", `${plane.url}/v1/svid/x509/proof`);
+  const proofRenewal = mandateRow.load;
+  const proofThreads = mandateRow.threads;
+  const proofLoopBusy = mandateRow.loopBusy;
+  const cpuPerRenewal = mandateRow.cpuPerRenewal;
+  const bare = await bareRow();
+  const proofRows = [
+    ["ceiling: 1 verify + 1 sign per issuance (openssl)", ceiling.issuancePerSecond, undefined],
+    ["Mandate: POST /v1/svid/x509/proof", proofRenewal.perSecond, mandateRow],
+    ["reference: bare node HTTPS + the same crypto", bare.load.perSecond, bare],
+  ] as const;
+  console.log("");
+  for (const [name, rate, row] of proofRows) {
+    const cpu = row ? `; CPU per renewal: server ${row.serverUs.toFixed(0)} µs, load generator ${row.cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs` : "";
+    console.log(`${name.padEnd(52)} ${rate.toFixed(0).padStart(7)}/s  ${(rate / ceiling.issuancePerSecond).toFixed(2)} of ceiling${cpu}`);
+  }
   if (process.env.BENCH_ONLY === "proof") process.exit(0);
 
   console.log(`X509-SVID renewal over the API: ${CONCURRENCY} agent instances, each over a new mTLS connection with its current SVID and a fresh key, ${SECONDS}s…`);
@@ -282,6 +324,7 @@ try {
     ["openssl P-256 verify/s (1 core)", ceiling.verifyPerSecond.toFixed(0), ""],
     ["ceiling: 1 verify + 1 sign per issuance", ceiling.issuancePerSecond.toFixed(0), "1.00"],
     ["X509-SVID renewal over the API by proof (kept-alive TLS, fresh key + CSR, durable record)", proofRenewal.perSecond.toFixed(0), `${issuanceRatio.toFixed(2)} of ceiling (target ≥ 0.30); p50 ${proofRenewal.p50.toFixed(1)} ms, p99 ${proofRenewal.p99.toFixed(1)} ms`],
+    ["reference: bare node HTTPS server doing only the renewal's crypto (same TLS, same signature worker)", bare.load.perSecond.toFixed(0), `${(bare.load.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling; CPU per renewal: server ${bare.serverUs.toFixed(0)} µs, load generator ${bare.cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs (Mandate: ${mandateRow.serverUs.toFixed(0)} µs, ${cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs)`],
     ["X509-SVID renewal over the API by mTLS (new connection each)", issuance.perSecond.toFixed(0), `${(issuance.perSecond / ceiling.issuancePerSecond).toFixed(2)} of ceiling; p50 ${issuance.p50.toFixed(1)} ms`],
     ["baseline: new mTLS connections to /healthz (handshake only)", handshakes.perSecond.toFixed(0), `${(issuance.perSecond / handshakes.perSecond).toFixed(2)} of that rate is what renewal reaches`],
     ["  in-process: proof renewal (proof check + issuance + durable record, no HTTP)", inProcessProofRate.toFixed(0), `${(inProcessProofRate / ceiling.issuancePerSecond).toFixed(2)} of ceiling; ${inProcessProofCpuUs.toFixed(0)} µs CPU each`],
@@ -303,6 +346,7 @@ try {
     proofRenewalThreads: proofThreads,
     proofRenewalEventLoopBusy: proofLoopBusy,
     proofRenewalCpuPerRenewal: cpuPerRenewal,
+    bareReference: { ...bare.load, cpuPerRenewal: bare.cpuPerRenewal, threads: bare.threads, eventLoopBusy: bare.loopBusy },
     inProcessProofRenewalPerSecond: inProcessProofRate,
     inProcessProofRenewalCpuUs: inProcessProofCpuUs,
     issuanceRatio,
