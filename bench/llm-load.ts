@@ -14,6 +14,8 @@ export interface LlmLoadSpec {
   durationMs: number;
   warmupMs: number;
   tls?: { ca: string; cert?: string; key?: string };
+  /** A streamed answer must begin as an SSE event: a 200 that is not a stream counts as failed. */
+  expectSse?: boolean;
 }
 
 export interface LlmLoadResult {
@@ -39,14 +41,17 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
   const body = Buffer.from(spec.body);
   const headers = { ...spec.headers, "content-type": "application/json", "content-length": String(body.length) };
   const one = () =>
-    new Promise<{ status: number; total: number; ttfb: number }>((resolve, reject) => {
+    new Promise<{ status: number; total: number; ttfb: number; sse: boolean }>((resolve, reject) => {
       const started = performance.now();
       let ttfb = 0;
+      let sse = false;
       const req = (secure ? httpsRequest : httpRequest)(url, { method: "POST", agent, headers }, (res: IncomingMessage) => {
-        res.on("data", () => {
-          if (ttfb === 0) ttfb = performance.now() - started;
+        res.on("data", (chunk: Buffer) => {
+          if (ttfb !== 0) return;
+          ttfb = performance.now() - started;
+          sse = /^(data|event):/.test(chunk.toString("latin1", 0, 6));
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, total: performance.now() - started, ttfb }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, total: performance.now() - started, ttfb, sse }));
         res.on("error", reject);
       });
       req.on("error", reject);
@@ -74,6 +79,11 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
           if (r.status !== 200) {
             failed++;
             firstError ||= `HTTP ${r.status}`;
+            continue;
+          }
+          if (spec.expectSse && !r.sse) {
+            failed++;
+            firstError ||= "HTTP 200 without an event stream";
             continue;
           }
           latencies.push(r.total);

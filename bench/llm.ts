@@ -81,7 +81,9 @@ for (const mode of ["durable", "concurrent"] as const) {
 
 const portkeyPort = await freePort();
 const portkeyScript = fileURLToPath(new URL("../../node_modules/@portkey-ai/gateway/build/start-server.js", import.meta.url));
-const portkey = spawn(process.execPath, [portkeyScript, `--port=${portkeyPort}`, "--headless"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_ENV: "production" } });
+// The shim makes the gateway's streaming work on the @hono/node-server npm gives it, and keeps it on loopback (see the file).
+const portkeyShim = new URL("./llm-portkey-shim.js", import.meta.url).href;
+const portkey = spawn(process.execPath, ["--import", portkeyShim, portkeyScript, `--port=${portkeyPort}`, "--headless"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_ENV: "production" } });
 children.push(portkey);
 await startChild(portkey, "Ready for connections");
 
@@ -107,7 +109,7 @@ const rows: Row[] = [];
 for (const concurrency of [1, 100]) {
   for (const mode of ["json", "stream"] as const) {
     for (const [name, t] of Object.entries(targets)) {
-      const result = await load({ url: t.url, headers: t.headers, body: chat(mode === "stream"), concurrency, durationMs: SECONDS * 1000, warmupMs: WARMUP_MS, ...("tls" in t ? { tls: t.tls } : {}) });
+      const result = await load({ url: t.url, headers: t.headers, body: chat(mode === "stream"), expectSse: mode === "stream", concurrency, durationMs: SECONDS * 1000, warmupMs: WARMUP_MS, ...("tls" in t ? { tls: t.tls } : {}) });
       rows.push({ target: name, concurrency, mode, result });
       const r = result;
       console.log(
