@@ -23,6 +23,27 @@ describe("RFC 8785 canonical JSON", () => {
     );
   });
 
+  it("gives exactly what the straightforward entries/sort/join form gives (property)", () => {
+    const reference = (value: unknown): string => {
+      if (typeof value !== "object" || value === null) return value === undefined ? "null" : JSON.stringify(value);
+      if (Array.isArray(value)) return `[${value.map((item) => (item === undefined ? "null" : reference(item))).join(",")}]`;
+      const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+      entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${reference(v)}`).join(",")}}`;
+    };
+    // Objects with undefined members and arrays with undefined items, as events built in code have.
+    const withUndefined = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: "small" }, fc.jsonValue({ maxDepth: 1 }), fc.constant(undefined), fc.array(tie("node"), { maxLength: 4 }), fc.dictionary(fc.string(), tie("node"), { maxKeys: 5 })),
+    })).node;
+    fc.assert(
+      // An event is an object; undefined alone has no JSON form at all.
+      fc.property(fc.dictionary(fc.string(), withUndefined), (value) => {
+        expect(canonicalJson(value)).toBe(reference(value));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
   it("refuses values JSON cannot carry", () => {
     expect(() => canonicalJson(Number.NaN)).toThrow("NaN");
     expect(() => canonicalJson(10n)).toThrow("bigint");

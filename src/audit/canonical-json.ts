@@ -17,12 +17,29 @@ export function canonicalJson(value: unknown): string {
       return value ? "true" : "false";
     case "object": {
       if (value === null) return "null";
-      if (Array.isArray(value)) return `[${value.map((item) => (item === undefined || typeof item === "function" ? "null" : canonicalJson(item))).join(",")}]`;
+      // Loops and concatenation rather than entries/filter/map/join: every audited event is
+      // canonicalized on the event loop, and the intermediate arrays were most of its cost.
+      if (Array.isArray(value)) {
+        let out = "[";
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (i > 0) out += ",";
+          out += item === undefined || typeof item === "function" ? "null" : canonicalJson(item);
+        }
+        return `${out}]`;
+      }
       if (typeof (value as { toJSON?: unknown }).toJSON === "function") return canonicalJson((value as { toJSON: () => unknown }).toJSON());
-      const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined && typeof v !== "function");
+      const record = value as Record<string, unknown>;
       // Default sort compares UTF-16 code units, exactly as RFC 8785 §3.2.3 requires.
-      entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+      const keys = Object.keys(record).sort();
+      let out = "{";
+      for (const key of keys) {
+        const member = record[key];
+        if (member === undefined || typeof member === "function") continue;
+        if (out.length > 1) out += ",";
+        out += `${JSON.stringify(key)}:${canonicalJson(member)}`;
+      }
+      return `${out}}`;
     }
     case "bigint":
       throw new MandateError("INVALID_ARGUMENT", "canonical JSON cannot represent bigint values");

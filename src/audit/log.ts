@@ -3,6 +3,7 @@ import type { Store, StoreTx } from "../store/index.js";
 import type { AuditEvent, AuditEventInput } from "./event.js";
 import { canonicalJson } from "./canonical-json.js";
 import { eventLeafHash, nextChainHash } from "./chain.js";
+import { type AuditRowWriter, auditRowWriterFor } from "./event-rows.js";
 import { type RedactionSettings, hmacValue, redactString, redactValue } from "./redact.js";
 import { type AuditSearchFilter, searchAuditEvents } from "./search.js";
 import { ulid } from "./ulid.js";
@@ -24,11 +25,14 @@ const HMAC_KEY_META = "audit_hmac_key";
 /** The store-backed log: one row per event, with indexed columns for search. */
 export class StoreAuditLog implements AuditLog {
   private hmacKey: Buffer | undefined;
+  private readonly rows: AuditRowWriter;
 
   constructor(
     private readonly store: Store,
     private readonly redaction: RedactionSettings = {},
-  ) {}
+  ) {
+    this.rows = auditRowWriterFor(store);
+  }
 
   /**
    * The per-deployment HMAC key, created once and shared by every control plane of the
@@ -74,35 +78,30 @@ export class StoreAuditLog implements AuditLog {
       outcome,
       ...(paths.length ? { redacted: { paths } } : {}),
     };
-    // Lock the head row: concurrent writers (several control planes on Postgres) append one after another.
-    const headQuery = tx.selectFrom("audit_chain_head").select(["seq", "chain_hash"]).where("id", "=", 1);
-    const head = await (this.store.kind === "postgres" ? headQuery.forUpdate() : headQuery).executeTakeFirstOrThrow();
-    const seq = Number(head.seq) + 1;
+    const head = await this.rows.readHead(tx);
+    const seq = head.seq + 1;
     const body = canonicalJson(event);
     const leafHash = eventLeafHash(body);
     const chainHash = nextChainHash(head.chain_hash, leafHash);
-    await tx
-      .insertInto("audit_events")
-      .values({
-        id: event.id,
-        time: now,
-        type: event.type,
-        code: event.code,
-        actor_spiffe_id: event.actor.spiffeId ?? null,
-        actor_agent: event.actor.agent ?? null,
-        actor_user: event.actor.user ?? null,
-        task_id: event.correlation?.task ?? event.delegation?.task ?? null,
-        session_id: event.correlation?.session ?? null,
-        delegation_id: event.delegation?.id ?? null,
-        decision: event.decision ? (event.decision.allow ? "allow" : "deny") : null,
-        outcome: event.outcome.status,
-        body,
-        chain_seq: seq,
-        leaf_hash: leafHash,
-        chain_hash: chainHash,
-      })
-      .execute();
-    await tx.updateTable("audit_chain_head").set({ seq, chain_hash: chainHash }).where("id", "=", 1).execute();
+    await this.rows.insert(tx, {
+      id: event.id,
+      time: now,
+      type: event.type,
+      code: event.code,
+      actor_spiffe_id: event.actor.spiffeId ?? null,
+      actor_agent: event.actor.agent ?? null,
+      actor_user: event.actor.user ?? null,
+      task_id: event.correlation?.task ?? event.delegation?.task ?? null,
+      session_id: event.correlation?.session ?? null,
+      delegation_id: event.delegation?.id ?? null,
+      decision: event.decision ? (event.decision.allow ? "allow" : "deny") : null,
+      outcome: event.outcome.status,
+      body,
+      chain_seq: seq,
+      leaf_hash: leafHash,
+      chain_hash: chainHash,
+    });
+    await this.rows.moveHead(tx, { seq, chain_hash: chainHash });
     return event;
   }
 

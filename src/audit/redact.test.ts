@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { hmacValue, redactString, redactValue } from "./redact.js";
+import { hmacValue, redactString, redactStringFully, redactValue } from "./redact.js";
 
 const key = randomBytes(32);
 
@@ -41,6 +41,18 @@ describe("audit redaction", () => {
         const { text } = redactString(`${before} ${jwt} ${after}`);
         expect(text).not.toContain(`eyJ${a}.eyJ${b}`);
       }),
+    );
+  });
+
+  it("skips the scans only for strings no pattern can match (property)", () => {
+    // Pieces of every credential shape, cut and joined at random, so near-misses of each anchor occur too.
+    const piece = fc.constantFrom("-----BEGIN ", "RSA PRIVATE KEY-----", "-----END EC PRIVATE KEY-----", "eyJ", "eyJhbGciOi", ".", "mj1.", "Bearer ", "Basic ", "bearer ", "sk-", "sk-proj-", "AKIA", "ASIA", "ghp_", "github_pat_", "xoxb-", "xoxz-", "https://", "HTTPS://", "user:pass@", ":/", "//", "@", " ", "\n", "A", "Z", "0", "_", "-");
+    const text = fc.array(fc.oneof(piece, fc.string({ maxLength: 30 })), { maxLength: 14 }).map((parts) => parts.join(""));
+    fc.assert(
+      fc.property(text, (candidate) => {
+        expect(redactString(candidate)).toEqual(redactStringFully(candidate));
+      }),
+      { numRuns: 3000 },
     );
   });
 

@@ -3,7 +3,22 @@ import { randomBytes } from "node:crypto";
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 let lastTime = -1;
-let lastRandom = Buffer.alloc(10);
+let lastRandom: Buffer = Buffer.alloc(10);
+// Random bytes drawn 4 KiB at a time: one randomBytes call per id cost more than the rest of it.
+const POOL_SIZE = 4096;
+let pool: Buffer = Buffer.alloc(0);
+let poolOffset = POOL_SIZE;
+
+function freshRandom(): Buffer {
+  if (poolOffset + 10 > pool.length) {
+    pool = randomBytes(POOL_SIZE);
+    poolOffset = 0;
+  }
+  // A copy: the increment below must not write into bytes a later id will draw.
+  const bytes = Buffer.from(pool.subarray(poolOffset, poolOffset + 10));
+  poolOffset += 10;
+  return bytes;
+}
 
 /**
  * A ULID: 48-bit millisecond time + 80 random bits, Crockford base32. Monotonic
@@ -16,7 +31,7 @@ export function ulid(now = Date.now()): string {
     incrementInPlace(lastRandom);
   } else {
     lastTime = now;
-    lastRandom = randomBytes(10);
+    lastRandom = freshRandom();
   }
   let out = "";
   let time = now;
