@@ -8,9 +8,18 @@ export interface SseEvent {
   id?: string;
 }
 
+const LF = 10;
+
+/**
+ * Lines end in CRLF, LF or CR; a CRLF split across two chunks is still one line end.
+ * Lines are found with indexOf and the unconsumed rest is kept once per chunk, since
+ * this runs for every message an HTTP upstream sends.
+ */
 export class SseParser {
   private pending = "";
-  private data: string[] = [];
+  /** the previous chunk ended in CR: an LF starting the next one belongs to it */
+  private skipLf = false;
+  private data: string | undefined;
   private dataBytes = 0;
   private event = "message";
   private id: string | undefined;
@@ -21,34 +30,57 @@ export class SseParser {
   ) {}
 
   push(chunk: string): void {
-    this.pending += chunk;
-    let index: number;
-    while ((index = this.pending.search(/\r\n|\r|\n/)) !== -1) {
-      const line = this.pending.slice(0, index);
-      const newlineLength = this.pending.startsWith("\r\n", index) ? 2 : 1;
-      this.pending = this.pending.slice(index + newlineLength);
-      this.line(line);
+    const text = this.pending === "" ? chunk : this.pending + chunk;
+    let start = 0;
+    if (this.skipLf) {
+      this.skipLf = false;
+      if (text.charCodeAt(0) === LF) start = 1;
     }
+    // A CR is rare (LF is what servers send); look for one only while the text has one.
+    let cr = text.indexOf("\r", start);
+    let lf = text.indexOf("\n", start);
+    while (lf !== -1 || cr !== -1) {
+      let end: number;
+      let next: number;
+      if (cr === -1 || (lf !== -1 && lf < cr)) {
+        end = lf;
+        next = lf + 1;
+      } else {
+        end = cr;
+        if (cr + 1 === text.length) {
+          this.skipLf = true;
+          next = cr + 1;
+        } else next = text.charCodeAt(cr + 1) === LF ? cr + 2 : cr + 1;
+      }
+      this.line(text.slice(start, end));
+      start = next;
+      if (lf !== -1 && lf < start) lf = text.indexOf("\n", start);
+      if (cr !== -1 && cr < start) cr = text.indexOf("\r", start);
+    }
+    this.pending = start === 0 ? text : text.slice(start);
     if (this.pending.length > this.maxEventBytes) throw new Error(`an SSE line is longer than ${this.maxEventBytes} bytes`);
   }
 
   private line(line: string): void {
     if (line === "") {
-      if (this.data.length > 0) this.onEvent({ event: this.event, data: this.data.join("\n"), ...(this.id !== undefined ? { id: this.id } : {}) });
-      this.data = [];
+      if (this.data !== undefined) {
+        const event: SseEvent = { event: this.event, data: this.data };
+        if (this.id !== undefined) event.id = this.id;
+        this.onEvent(event);
+      }
+      this.data = undefined;
       this.dataBytes = 0;
       this.event = "message";
       return;
     }
-    if (line.startsWith(":")) return;
     const colon = line.indexOf(":");
+    if (colon === 0) return;
     const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? "" : line.slice(colon + 1);
-    if (value.startsWith(" ")) value = value.slice(1);
+    const value = colon === -1 ? "" : line.slice(colon + (line.charCodeAt(colon + 1) === 32 ? 2 : 1));
     if (field === "data") {
       this.dataBytes += value.length;
       if (this.dataBytes > this.maxEventBytes) throw new Error(`an SSE event is larger than ${this.maxEventBytes} bytes`);
-      this.data.push(value);
+      this.data = this.data === undefined ? value : `${this.data}\n${value}`;
     } else if (field === "event") this.event = value;
     else if (field === "id") this.id = value;
   }

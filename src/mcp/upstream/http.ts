@@ -24,6 +24,66 @@ interface Exchange {
   response: IncomingMessage;
 }
 
+/** Why a request was stopped before its answer, and what the caller is told. */
+type Stop = "timeout" | "cancelled" | "closed";
+
+/**
+ * Reads a JSON or SSE body with plain listeners (async iteration costs a promise per
+ * chunk), handing each JSON-RPC message to `onMessage`. `done` runs once: when the body
+ * ended, failed, or was cut off for size.
+ */
+function readBody(response: IncomingMessage, maxBytes: number, onMessage: (message: JsonRpcMessage) => void, done: (error?: Error) => void): void {
+  const type = String(response.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+  let finished = false;
+  const finish = (error?: Error) => {
+    if (finished) return;
+    finished = true;
+    done(error);
+  };
+  response.setEncoding("utf8");
+  const cutOff = (why: string) => new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server closed the stream before answering (${why})`);
+  response.on("error", (error) => finish(cutOff(error.message)));
+  response.on("close", () => finish(response.complete ? undefined : cutOff("cut off")));
+  if (type === "text/event-stream") {
+    const parser = new SseParser((event) => {
+      if (event.event !== "message" || event.data === "") return;
+      try {
+        onMessage(parseMessage(event.data, maxBytes).message);
+      } catch {
+        /* an unparseable event is skipped, as a stdio line would be */
+      }
+    }, maxBytes);
+    response.on("data", (chunk: string) => {
+      try {
+        parser.push(chunk);
+      } catch (error) {
+        response.destroy();
+        finish(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server sent too much: ${(error as Error).message}`));
+      }
+    });
+    response.on("end", () => finish());
+    return;
+  }
+  let text = "";
+  response.on("data", (chunk: string) => {
+    text += chunk;
+    if (text.length > maxBytes) {
+      response.destroy();
+      finish(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server answered with more than ${maxBytes} bytes`));
+    }
+  });
+  response.on("end", () => {
+    if (type === "application/json" && text.length > 0) {
+      try {
+        onMessage(parseMessage(text, maxBytes).message);
+      } catch (error) {
+        return finish(error as Error);
+      }
+    }
+    finish();
+  });
+}
+
 const agents = new Map<string, http.Agent>();
 
 /** Kept-alive connections per upstream origin (and TLS identity), shared by every session. */
@@ -46,6 +106,9 @@ function agentFor(url: URL, tls: HttpUpstreamOptions["tls"]): http.Agent {
 export class HttpUpstream implements Upstream {
   private readonly url: URL;
   private readonly agent: http.Agent;
+  private readonly client: typeof http | typeof https;
+  /** what every request is addressed to, worked out once rather than from the URL per request */
+  private readonly target: http.RequestOptions;
   sessionId: string | undefined;
   protocolVersion: string | undefined;
   private listening: IncomingMessage | undefined;
@@ -53,109 +116,131 @@ export class HttpUpstream implements Upstream {
   closed = false;
   onUnsolicited: (message: InboundMessage) => void = () => undefined;
   onClose: (reason: string) => void = () => undefined;
-  private readonly inflight = new Set<AbortController>();
+  /** stops each in-flight request; close() runs them all */
+  private readonly inflight = new Set<() => void>();
+  private base: Record<string, string> | undefined;
+  private baseSession: string | undefined;
+  private baseVersion: string | undefined;
 
   constructor(private readonly options: HttpUpstreamOptions) {
     this.url = new URL(options.url);
     this.agent = options.agent ?? agentFor(this.url, options.tls);
+    this.client = this.url.protocol === "https:" ? https : http;
+    this.target = { protocol: this.url.protocol, hostname: this.url.hostname.replace(/^\[|\]$/g, ""), port: this.url.port || undefined, path: this.url.pathname + this.url.search, agent: this.agent };
+    if (this.url.username || this.url.password) this.target.auth = `${decodeURIComponent(this.url.username)}:${decodeURIComponent(this.url.password)}`;
     this.protocolVersion = options.protocolVersion;
   }
 
+  /** The headers every request carries; recomputed only when the session or version changes. */
   private baseHeaders(): Record<string, string> {
+    if (this.base && this.baseSession === this.sessionId && this.baseVersion === this.protocolVersion) return this.base;
     const headers: Record<string, string> = { ...this.options.headers, accept: "application/json, text/event-stream" };
     if (this.sessionId) headers["mcp-session-id"] = this.sessionId;
     if (this.protocolVersion && this.options.era === "legacy") headers["mcp-protocol-version"] = this.protocolVersion;
+    this.base = headers;
+    this.baseSession = this.sessionId;
+    this.baseVersion = this.protocolVersion;
     return headers;
   }
 
   exchange(method: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal | undefined): Promise<Exchange> {
     return new Promise<Exchange>((resolve, reject) => {
-      const request = (this.url.protocol === "https:" ? https : http).request(this.url, { method, headers: body === undefined ? headers : { ...headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }, agent: this.agent, signal });
+      const request = this.client.request({ ...this.target, method, headers: body === undefined ? headers : { ...headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }, signal });
       request.on("response", (response) => resolve({ status: response.statusCode ?? 0, headers: response.headers, response }));
       request.on("error", (error) => reject(signal?.aborted ? new RpcError(RpcCode.INTERNAL_ERROR, "request cancelled") : new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `cannot reach the MCP server: ${error.message}`)));
       request.end(body);
     });
   }
 
-  /** Reads a JSON or SSE body, handing each JSON-RPC message to `onMessage`. */
-  async readMessages(exchange: Exchange, onMessage: (message: JsonRpcMessage) => void): Promise<void> {
-    const type = String(exchange.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-    const response = exchange.response;
-    response.setEncoding("utf8");
-    if (type === "text/event-stream") {
-      const parser = new SseParser((event) => {
-        if (event.event !== "message" || event.data === "") return;
-        try {
-          onMessage(parseMessage(event.data, this.options.maxMessageBytes).message);
-        } catch {
-          /* an unparseable event is skipped, as a stdio line would be */
-        }
-      }, this.options.maxMessageBytes);
-      for await (const chunk of response) parser.push(chunk as string);
-      return;
-    }
-    let text = "";
-    for await (const chunk of response) {
-      text += chunk as string;
-      if (text.length > this.options.maxMessageBytes) {
-        response.destroy();
-        throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server answered with more than ${this.options.maxMessageBytes} bytes`);
-      }
-    }
-    if (type === "application/json" && text.length > 0) onMessage(parseMessage(text, this.options.maxMessageBytes).message);
+  /** Reads a JSON or SSE body to its end, handing each JSON-RPC message to `onMessage`. */
+  readMessages(exchange: Exchange, onMessage: (message: JsonRpcMessage) => void): Promise<void> {
+    return new Promise((resolve, reject) => readBody(exchange.response, this.options.maxMessageBytes, onMessage, (error) => (error ? reject(error) : resolve())));
   }
 
-  async request(message: JsonRpcRequest, hooks: RequestHooks): Promise<JsonRpcResponse> {
-    if (this.closed) throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the upstream session is closed");
-    const controller = new AbortController();
-    this.inflight.add(controller);
-    const abort = () => controller.abort();
-    hooks.signal?.addEventListener("abort", abort, { once: true });
-    const timer = setTimeout(abort, hooks.timeoutMs);
-    timer.unref?.();
-    try {
-      const headers = { ...this.baseHeaders(), ...(this.options.era === "modern" ? requestHeadersFor(message) : {}), ...hooks.headers };
-      const exchange = await this.exchange("POST", headers, JSON.stringify(message), controller.signal);
-      const session = exchange.headers["mcp-session-id"];
-      if (typeof session === "string" && this.options.era === "legacy" && message.method === "initialize") this.sessionId = session;
-      if (exchange.status === 404 && this.sessionId) {
-        exchange.response.resume();
-        throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the MCP server ended the session");
-      }
+  /**
+   * One POST and its answer. A timer and `request.destroy()` carry the timeout and
+   * cancellation: giving http.request an AbortSignal costs more per request than the
+   * rest of this method together.
+   */
+  request(message: JsonRpcRequest, hooks: RequestHooks): Promise<JsonRpcResponse> {
+    if (this.closed) return Promise.reject(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the upstream session is closed"));
+    const signal = hooks.signal;
+    if (signal?.aborted) return Promise.reject(new RpcError(RpcCode.INTERNAL_ERROR, "request cancelled"));
+    return new Promise<JsonRpcResponse>((resolve, reject) => {
+      const body = JSON.stringify(message);
+      const headers: Record<string, string> = { ...this.baseHeaders() };
+      if (this.options.era === "modern") Object.assign(headers, requestHeadersFor(message));
+      if (hooks.headers) Object.assign(headers, hooks.headers);
+      headers["content-type"] = "application/json";
+      headers["content-length"] = String(Buffer.byteLength(body));
+      const request = this.client.request({ ...this.target, method: "POST", headers });
       let answer: JsonRpcResponse | undefined;
-      let answered!: () => void;
-      const gotAnswer = new Promise<void>((resolve) => (answered = resolve));
-      const reading = this.readMessages(exchange, (inbound) => {
-        if (isResponse(inbound)) {
-          if (inbound.id === message.id && answer === undefined) {
-            answer = inbound;
-            answered();
-          }
-          return;
+      let settled = false;
+      let linger: NodeJS.Timeout | undefined;
+      const settle = (error: Error | undefined) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", cancel);
+        this.inflight.delete(close);
+        if (error) reject(error);
+        else resolve(answer!);
+      };
+      const stop = (why: Stop) => {
+        if (settled) return;
+        request.destroy();
+        settle(
+          why === "timeout"
+            ? new RpcError(RpcCode.UPSTREAM_TIMEOUT, `the MCP server did not answer ${message.method} within ${hooks.timeoutMs} ms`)
+            : why === "cancelled"
+              ? new RpcError(RpcCode.INTERNAL_ERROR, "request cancelled")
+              : new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the upstream session is closed"),
+        );
+      };
+      const cancel = () => stop("cancelled");
+      const close = () => stop("closed");
+      const timer = setTimeout(stop, hooks.timeoutMs, "timeout");
+      timer.unref();
+      signal?.addEventListener("abort", cancel, { once: true });
+      this.inflight.add(close);
+      request.on("error", (error) => settle(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `cannot reach the MCP server: ${error.message}`)));
+      request.on("response", (response) => {
+        const status = response.statusCode ?? 0;
+        const session = response.headers["mcp-session-id"];
+        if (typeof session === "string" && this.options.era === "legacy" && message.method === "initialize") this.sessionId = session;
+        if (status === 404 && this.sessionId) {
+          response.resume();
+          return settle(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the MCP server ended the session"));
         }
-        hooks.onRelated(inbound as InboundMessage);
+        readBody(
+          response,
+          this.options.maxMessageBytes,
+          (inbound) => {
+            if (isResponse(inbound)) {
+              if (inbound.id === message.id && answer === undefined && !settled) {
+                answer = inbound;
+                settle(undefined);
+                // The stream should end right after the answer; keep the connection for reuse, but not forever.
+                if (!response.complete) {
+                  linger = setTimeout(() => response.destroy(), 10_000);
+                  linger.unref();
+                }
+              }
+              return;
+            }
+            hooks.onRelated(inbound as InboundMessage);
+          },
+          (error) => {
+            clearTimeout(linger);
+            if (settled) return;
+            if (error) return settle(error);
+            if (status >= 400) return settle(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server answered HTTP ${status} without a JSON-RPC response`, { httpStatus: status }));
+            settle(new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the MCP server closed the stream before answering"));
+          },
+        );
       });
-      await Promise.race([gotAnswer, reading]).catch((error: unknown) => {
-        if (answer === undefined) throw error;
-      });
-      if (answer) {
-        // The stream should end right after the answer; keep the connection for reuse, but not forever.
-        const linger = setTimeout(() => exchange.response.destroy(), 10_000);
-        linger.unref();
-        void reading.catch(() => undefined).finally(() => clearTimeout(linger));
-      }
-      if (answer) return answer;
-      if (exchange.status >= 400) throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, `the MCP server answered HTTP ${exchange.status} without a JSON-RPC response`, { httpStatus: exchange.status });
-      throw new RpcError(RpcCode.UPSTREAM_UNAVAILABLE, "the MCP server closed the stream before answering");
-    } catch (error) {
-      if (controller.signal.aborted && !hooks.signal?.aborted) throw new RpcError(RpcCode.UPSTREAM_TIMEOUT, `the MCP server did not answer ${message.method} within ${hooks.timeoutMs} ms`);
-      if (hooks.signal?.aborted) throw new RpcError(RpcCode.INTERNAL_ERROR, "request cancelled");
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      hooks.signal?.removeEventListener("abort", abort);
-      this.inflight.delete(controller);
-    }
+      request.end(body);
+    });
   }
 
   async send(message: JsonRpcNotification | JsonRpcResponse): Promise<void> {
@@ -194,7 +279,7 @@ export class HttpUpstream implements Upstream {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const controller of this.inflight) controller.abort();
+    for (const stop of this.inflight) stop();
     this.listening?.destroy();
     if (this.options.era === "legacy" && this.sessionId) {
       await this.exchange("DELETE", this.baseHeaders(), undefined, AbortSignal.timeout(2000))
