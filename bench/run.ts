@@ -226,14 +226,14 @@ try {
     return { load, threads, loopBusy, cpuPerRenewal, serverUs, boundPerSecond: (2 * 1e6) / cpuTotalUs };
   };
 
-  const bareRow = async () => {
+  const bareRow = async (crypto: "worker" | "inline" | "none", label: string) => {
     // The same signature worker arrangement as the control plane's (one worker on two cores).
     const pool = new SignatureVerifierPool();
     const authority = plane.context.authority;
     const tlsCert = await issueControlPlaneCertificate(authority, plane.context.store, "server", ["127.0.0.1"], 3600_000, Date.now());
-    const bare = await startBareRenewalServer({ keyPem: tlsCert.keyPem, certPem: tlsCert.chainPem, caPem: authority.x509AuthoritiesPem(), signer: authority.x509Signer, pool, bundlePem: authority.x509AuthoritiesPem(), jwtBundle: authority.jwtBundleDocument() });
+    const bare = await startBareRenewalServer({ keyPem: tlsCert.keyPem, certPem: tlsCert.chainPem, caPem: authority.x509AuthoritiesPem(), signer: authority.x509Signer, pool, bundlePem: authority.x509AuthoritiesPem(), jwtBundle: authority.jwtBundleDocument(), crypto });
     try {
-      return await measureProofRow("Reference: the crypto of a proof renewal behind node's bare HTTPS server (no framework, store or audit)", `${bare.url}/v1/svid/x509/proof`);
+      return await measureProofRow(label, `${bare.url}/v1/svid/x509/proof`);
     } finally {
       await bare.close();
       await pool.close();
@@ -245,15 +245,19 @@ try {
   const proofThreads = mandateRow.threads;
   const proofLoopBusy = mandateRow.loopBusy;
   const cpuPerRenewal = mandateRow.cpuPerRenewal;
-  const bare = await bareRow();
+  const bare = await bareRow("worker", "Reference: node's bare HTTPS server doing only a renewal's crypto, on the signature worker as Mandate does (no framework, store or audit)");
+  const bareInline = await bareRow("inline", "Reference: the same with the crypto inline on the event loop (JWK key import, proof key cached)");
+  const bareFloor = await bareRow("none", "Floor: node's bare HTTPS server answering a canned renewal (TLS + HTTP + load generator only, no server crypto)");
   const proofRows = [
     ["ceiling: 1 verify + 1 sign per issuance (openssl)", ceiling.issuancePerSecond, undefined],
     ["Mandate: POST /v1/svid/x509/proof", proofRenewal.perSecond, mandateRow],
-    ["reference: bare node HTTPS + the same crypto", bare.load.perSecond, bare],
+    ["reference: bare node HTTPS + crypto on the worker", bare.load.perSecond, bare],
+    ["reference: bare node HTTPS + crypto inline", bareInline.load.perSecond, bareInline],
+    ["floor: bare node HTTPS, canned answer, no crypto", bareFloor.load.perSecond, bareFloor],
   ] as const;
   console.log("");
   for (const [name, rate, row] of proofRows) {
-    const cpu = row ? `; CPU per renewal: server ${row.serverUs.toFixed(0)} µs, load generator ${row.cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs` : "";
+    const cpu = row ? `; CPU per renewal: server ${row.serverUs.toFixed(0)} µs, load generator ${row.cpuPerRenewal.loadGeneratorUs.toFixed(0)} µs; CPU bound on 2 cores ${(row.boundPerSecond / ceiling.issuancePerSecond).toFixed(2)}` : "";
     console.log(`${name.padEnd(52)} ${rate.toFixed(0).padStart(7)}/s  ${(rate / ceiling.issuancePerSecond).toFixed(2)} of ceiling${cpu}`);
   }
   if (process.env.BENCH_ONLY === "proof") process.exit(0);
@@ -346,7 +350,9 @@ try {
     proofRenewalThreads: proofThreads,
     proofRenewalEventLoopBusy: proofLoopBusy,
     proofRenewalCpuPerRenewal: cpuPerRenewal,
-    bareReference: { ...bare.load, cpuPerRenewal: bare.cpuPerRenewal, threads: bare.threads, eventLoopBusy: bare.loopBusy },
+    bareReference: Object.fromEntries(
+      Object.entries({ worker: bare, inline: bareInline, cannedFloor: bareFloor }).map(([k, row]) => [k, { ...row.load, cpuPerRenewal: row.cpuPerRenewal, threads: row.threads, eventLoopBusy: row.loopBusy }]),
+    ),
     inProcessProofRenewalPerSecond: inProcessProofRate,
     inProcessProofRenewalCpuUs: inProcessProofCpuUs,
     issuanceRatio,
