@@ -1,4 +1,5 @@
-import { generateKeyPairSync, sign } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, sign, verify } from "node:crypto";
+import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { SignatureVerifierPool } from "./signature-pool.js";
 
@@ -39,6 +40,37 @@ describe("SignatureVerifierPool", () => {
     } finally {
       await wide.close();
     }
+  });
+
+  it("the P-256 fast import decides exactly as OpenSSL's SPKI decoder does, whatever byte of the key or signature is changed", async () => {
+    const data = Buffer.from("renewal");
+    const keys = Array.from({ length: 4 }, keyPair);
+    const signatures = keys.map((k) => sign("sha256", data, { key: k.privateKey, dsaEncoding: "ieee-p1363" }));
+    const reference = (spki: Buffer, signature: Buffer) => {
+      try {
+        return verify("sha256", data, { key: createPublicKey({ key: spki, format: "der", type: "spki" }), dsaEncoding: "ieee-p1363" }, signature);
+      } catch {
+        return false;
+      }
+    };
+    await fc.assert(
+      fc.asyncProperty(fc.nat(3), fc.nat(3), fc.option(fc.tuple(fc.nat(90), fc.integer({ min: 1, max: 255 }))), fc.option(fc.tuple(fc.nat(63), fc.integer({ min: 1, max: 255 }))), async (k, s, keyFlip, signatureFlip) => {
+        const spki = Buffer.from(keys[k]!.spki);
+        if (keyFlip) spki[keyFlip[0]]! ^= keyFlip[1];
+        const signature = Buffer.from(signatures[s]!);
+        if (signatureFlip) signature[signatureFlip[0]]! ^= signatureFlip[1];
+        expect(await pool.verify("sha256", spki, data, signature, { p1363: true })).toBe(reference(spki, signature));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("keys other than P-256 still go through the SPKI decoder", async () => {
+    const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-384" });
+    const spki = publicKey.export({ format: "der", type: "spki" });
+    const data = Buffer.from("renewal");
+    expect(await pool.verify("sha384", spki, data, sign("sha384", data, privateKey))).toBe(true);
+    expect(await pool.verify("sha384", spki, Buffer.from("other"), sign("sha384", data, privateKey))).toBe(false);
   });
 
   it("a malformed key verifies nothing and is not kept", async () => {
