@@ -20,6 +20,8 @@ export interface LlmLoadSpec {
 
 export interface LlmLoadResult {
   completed: number;
+  /** Every answered request, warm-up included: what the proxy's CPU time over the phase is divided by. */
+  answered: number;
   failed: number;
   firstError: string;
   perSecond: number;
@@ -60,6 +62,7 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
   const latencies: number[] = [];
   const ttfbs: number[] = [];
   let failed = 0;
+  let answered = 0;
   let firstError = "";
   let measuring = false;
   const startedAt = Date.now();
@@ -71,6 +74,7 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
       while (Date.now() < deadline) {
         try {
           const r = await one();
+          answered++;
           if (!measuring && Date.now() >= measureFrom) {
             measuring = true;
             measuredSince = performance.now();
@@ -99,7 +103,7 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
   agent.destroy();
   latencies.sort((a, b) => a - b);
   ttfbs.sort((a, b) => a - b);
-  return { completed: latencies.length, failed, firstError, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), ttfbP50: percentile(ttfbs, 50), ttfbP99: percentile(ttfbs, 99) };
+  return { completed: latencies.length, answered, failed, firstError, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), ttfbP50: percentile(ttfbs, 50), ttfbP99: percentile(ttfbs, 99) };
 }
 
 if (process.send) {

@@ -29,4 +29,8 @@ await applyBenchRoles(dataDir);
 const { credentialDir, credentials } = await joinBenchAgent(dataDir, plane.url, "bench-agent", "team=bench");
 const delegation = await benchDelegationToken(dataDir, "bench-agent", credentialDir, ["llm:gpt-4.1-mini"]);
 process.stdout.write(`${JSON.stringify({ url: plane.url, ca: credentials.bundlePem, cert: credentials.svidPem, key: credentials.keyPem, delegation })}\n`);
+// The benchmark asks for this process's CPU time around each phase (CPU µs per request).
+process.on("message", (m) => {
+  if (m === "cpu") process.send!({ cpu: process.cpuUsage() });
+});
 process.on("SIGTERM", () => void plane.close().then(() => process.exit(0)));

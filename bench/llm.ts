@@ -1,5 +1,5 @@
 import { type ChildProcess, fork, spawn } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
@@ -71,11 +71,13 @@ children.push(fake);
 const { url: fakeUrl } = await startChild(fake);
 
 const mandates: Record<string, { url: string; ca: string; cert: string; key: string; delegation: string }> = {};
+const mandateChildren: Record<string, ChildProcess> = {};
 for (const mode of ["durable", "concurrent"] as const) {
   // BENCH_PROFILE=DIR writes a CPU profile of each Mandate process there (on exit).
   const execArgv = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`, `--cpu-prof-name=mandate-${mode}.cpuprofile`] : [];
   const child = fork(here("./llm-mandate.js"), [], { execArgv, stdio: ["ignore", "pipe", "pipe", "ipc"], env: { ...process.env, FAKE_URL: fakeUrl!, FAKE_KEY, AUDIT_MODE: mode } });
   children.push(child);
+  mandateChildren[mode] = child;
   mandates[mode] = (await startChild(child)) as { url: string; ca: string; cert: string; key: string; delegation: string };
 }
 
@@ -96,6 +98,32 @@ const targets = {
   portkey: { url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}`, "x-portkey-provider": "openai", "x-portkey-custom-host": `${fakeUrl}/v1` } },
 } as const;
 
+/** CPU time (user + system, µs) a Mandate process has used so far, asked for over IPC. */
+function mandateCpu(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    child.once("message", (m) => {
+      const { cpu } = m as { cpu: NodeJS.CpuUsage };
+      resolve(cpu.user + cpu.system);
+    });
+    child.send("cpu");
+  });
+}
+
+/** The same for the gateway, which is not ours to instrument: utime + stime from /proc, in µs. */
+async function procCpu(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticksPerSecond = 100;
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond;
+}
+
+const cpuOf: Record<string, () => Promise<number>> = {
+  mandate: () => mandateCpu(mandateChildren.durable!),
+  "mandate (delegation token)": () => mandateCpu(mandateChildren.durable!),
+  "mandate (audit concurrent)": () => mandateCpu(mandateChildren.concurrent!),
+  portkey: () => procCpu(portkey.pid!),
+};
+
 /** Percentiles of a phase with no successful request arrive as null (NaN does not survive IPC). */
 const ms = (v: number | null) => (v === null || Number.isNaN(v) ? "   n/a" : v.toFixed(3));
 
@@ -104,28 +132,34 @@ interface Row {
   concurrency: number;
   mode: "json" | "stream";
   result: LlmLoadResult;
+  /** CPU µs the proxy's process spent per answered request over the phase (warm-up included). */
+  cpuPerRequest: number | null;
 }
 const rows: Row[] = [];
 for (const concurrency of [1, 100]) {
   for (const mode of ["json", "stream"] as const) {
     for (const [name, t] of Object.entries(targets)) {
+      const cpuBefore = await cpuOf[name]?.();
       const result = await load({ url: t.url, headers: t.headers, body: chat(mode === "stream"), expectSse: mode === "stream", concurrency, durationMs: SECONDS * 1000, warmupMs: WARMUP_MS, ...("tls" in t ? { tls: t.tls } : {}) });
-      rows.push({ target: name, concurrency, mode, result });
+      const cpuAfter = await cpuOf[name]?.();
+      const cpuPerRequest = cpuBefore === undefined || cpuAfter === undefined || result.answered === 0 ? null : (cpuAfter - cpuBefore) / result.answered;
+      rows.push({ target: name, concurrency, mode, result, cpuPerRequest });
       const r = result;
+      const cpu = cpuPerRequest === null ? "" : `  cpu ${cpuPerRequest.toFixed(0)} µs/req`;
       console.log(
-        `${mode.padEnd(6)} c=${String(concurrency).padEnd(3)} ${name.padEnd(27)} ${r.perSecond.toFixed(0).padStart(6)}/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  ttfb p50 ${ms(r.ttfbP50)} ms  (${r.completed} ok, ${r.failed} failed${r.firstError ? `: ${r.firstError}` : ""})`,
+        `${mode.padEnd(6)} c=${String(concurrency).padEnd(3)} ${name.padEnd(27)} ${r.perSecond.toFixed(0).padStart(6)}/s  p50 ${ms(r.p50)} ms  p99 ${ms(r.p99)} ms  ttfb p50 ${ms(r.ttfbP50)} ms${cpu}  (${r.completed} ok, ${r.failed} failed${r.firstError ? `: ${r.firstError}` : ""})`,
       );
     }
   }
 }
 
 console.log("\noverhead over calling the provider directly (ms; lower is better)");
-console.log("mode    c    target                       p50 added  p99 added  ttfb p50 added");
+console.log("mode    c    target                       p50 added  p99 added  ttfb p50 added  cpu µs/req");
 for (const row of rows.filter((r) => r.target !== "direct")) {
   const base = rows.find((r) => r.target === "direct" && r.concurrency === row.concurrency && r.mode === row.mode)!.result;
   const r = row.result;
   const added = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
-  console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${ms(added(r.p50, base.p50)).padStart(9)}  ${ms(added(r.p99, base.p99)).padStart(9)}  ${ms(added(r.ttfbP50, base.ttfbP50)).padStart(13)}`);
+  console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${ms(added(r.p50, base.p50)).padStart(9)}  ${ms(added(r.p99, base.p99)).padStart(9)}  ${ms(added(r.ttfbP50, base.ttfbP50)).padStart(13)}  ${(row.cpuPerRequest === null ? "n/a" : row.cpuPerRequest.toFixed(0)).padStart(10)}`);
 }
 if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify(rows, null, 2));
 stopAll();

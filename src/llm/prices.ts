@@ -1,4 +1,4 @@
-import { type ModelPrice, calcPrice } from "@pydantic/genai-prices";
+import { type ModelPrice, type PriceOptions, calcPrice } from "@pydantic/genai-prices";
 import type { PriceOverride } from "./config.js";
 import type { ResolvedTarget } from "./registry.js";
 import type { Usage } from "./types.js";
@@ -37,6 +37,23 @@ function topRate(value: ModelPrice[string]): number {
  */
 export class PriceTable {
   private readonly rates = new Map<string, Rates | null>();
+  private readonly pinned = new Map<string, PriceOptions | null>();
+
+  /**
+   * The table's provider for this target narrowed to the one model entry that prices it.
+   * Finding the entry is most of calcPrice's work — every model of the provider matched
+   * in turn, some by building a RegExp — and its answer for one upstream model never
+   * changes; the price itself is still computed by calcPrice at each call, so a price
+   * that depends on the date or the time of day is still the one in force.
+   */
+  private pinnedFor(target: ResolvedTarget): PriceOptions | null {
+    const cached = this.pinned.get(target.id);
+    if (cached !== undefined) return cached;
+    const found = lookup(target.upstreamModel, target.provider.type);
+    const options: PriceOptions | null = found ? { provider: { ...found.provider, models: [found.model], fallback_model_providers: undefined } } : null;
+    this.pinned.set(target.id, options);
+    return options;
+  }
 
   private ratesFor(target: ResolvedTarget): Rates | null {
     const cached = this.rates.get(target.id);
@@ -75,15 +92,29 @@ export class PriceTable {
       const dollars = (uncached * r.input + usage.cachedInputTokens * r.cachedInput + usage.cacheWriteTokens * r.cacheWrite + (usage.outputTokens - reasoning) * r.output + reasoning * r.reasoning) / 1e6;
       return { nanoUsd: Math.round(dollars * NANO), unpriced: false };
     }
-    const providerId = GENAI_PROVIDER[target.provider.type];
-    const result = safeCalc(
-      { input_tokens: usage.inputTokens, output_tokens: usage.outputTokens, cache_read_tokens: usage.cachedInputTokens || undefined, cache_write_tokens: usage.cacheWriteTokens || undefined },
-      target.upstreamModel,
-      providerId,
-    );
+    const pinned = this.pinnedFor(target);
+    if (!pinned) return { nanoUsd: 0, unpriced: true };
+    let result: ReturnType<typeof calcPrice>;
+    try {
+      result = calcPrice(genaiUsage(usage), target.upstreamModel, pinned);
+    } catch {
+      result = null;
+    }
     if (!result) return { nanoUsd: 0, unpriced: true };
     return { nanoUsd: Math.round(result.total_price * NANO), unpriced: false };
   }
+}
+
+/** Usage as genai-prices names it; zero cache counts are left out, as the table expects. */
+export function genaiUsage(usage: Usage): Record<string, number | undefined> {
+  return { input_tokens: usage.inputTokens, output_tokens: usage.outputTokens, cache_read_tokens: usage.cachedInputTokens || undefined, cache_write_tokens: usage.cacheWriteTokens || undefined };
+}
+
+/** The price of one answer straight from the whole table, as calcPrice is documented to be called: the reference the pinned lookup must agree with. */
+export function referenceCost(target: ResolvedTarget, usage: Usage): Cost {
+  const result = safeCalc(genaiUsage(usage), target.upstreamModel, GENAI_PROVIDER[target.provider.type]);
+  if (!result) return { nanoUsd: 0, unpriced: true };
+  return { nanoUsd: Math.round(result.total_price * NANO), unpriced: false };
 }
 
 function fromOverride(p: PriceOverride): Rates {
