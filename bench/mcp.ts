@@ -61,19 +61,22 @@ interface LoadResult {
   perSecond: number;
   p50: number;
   p99: number;
-  /** CPU time of this process (the control plane and its proxy) per call, warm-up and session setup included */
+  /** CPU time of this process (the control plane and its proxy) per call, warm-up included, session setup not */
   cpuMicrosPerCall: number;
 }
 
 function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }, headers?: Record<string, string>): Promise<LoadResult> {
-  const cpu = process.cpuUsage();
+  let cpu = process.cpuUsage();
   const worker = fork(join(here, "mcp-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls, headers });
   return new Promise((resolve, reject) => {
-    worker.once("message", (m) => {
+    worker.on("message", (m: { calling?: true } & Omit<LoadResult, "cpuMicrosPerCall">) => {
+      if (m.calling) {
+        cpu = process.cpuUsage();
+        return;
+      }
       const used = process.cpuUsage(cpu);
-      const r = m as Omit<LoadResult, "cpuMicrosPerCall">;
-      resolve({ ...r, cpuMicrosPerCall: (used.user + used.system) / Math.max(1, r.calls) });
+      resolve({ ...m, cpuMicrosPerCall: (used.user + used.system) / Math.max(1, m.calls) });
     });
     worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
   });
