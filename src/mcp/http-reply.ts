@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { JsonRpcId, JsonRpcMessage, JsonRpcResponse } from "./jsonrpc.js";
-import { RpcCode, RpcError, errorResponse } from "./jsonrpc.js";
-import { sseMessage } from "./sse.js";
+import { RpcCode, RpcError, errorResponse, serializeMessage } from "./jsonrpc.js";
+import { sseFrame, sseMessage } from "./sse.js";
 import type { ClientReply } from "./types.js";
 
 const SSE_HEADERS = { "content-type": "text/event-stream", "cache-control": "no-cache, no-transform", "x-accel-buffering": "no" };
@@ -69,10 +69,10 @@ export class HttpReply implements ClientReply {
       return;
     }
     if (this.streaming) {
-      this.raw.end(sseMessage(message));
+      this.raw.end(sseFrame(serializeMessage(message)));
       return;
     }
-    const body = JSON.stringify(message);
+    const body = serializeMessage(message);
     this.raw.writeHead(200, { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...this.extraHeaders, ...(sessionId ? { "mcp-session-id": sessionId } : {}) });
     this.raw.end(body);
   }

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { checkRequestHeaders, decodeHeaderValue, encodeHeaderValue, paramHeadersOf, requestHeadersFor } from "./headers.js";
-import { type JsonRpcRequest, RpcError, parseMessage } from "./jsonrpc.js";
+import { type JsonRpcRequest, RpcError, messageBytes, nestingDepthExceeds, parseMessage, serializeMessage } from "./jsonrpc.js";
 
 const id = fc.oneof(fc.string({ maxLength: 256 }), fc.integer());
 const json = fc.jsonValue({ maxDepth: 6 });
@@ -88,5 +88,36 @@ describe("2026-07-28 header/body consistency", () => {
     );
     expect(paramHeadersOf({ type: "object", properties: { a: { type: "number", "x-mcp-header": "A" } } }).invalid).toMatch(/number/);
     expect(paramHeadersOf({ type: "object", properties: { a: { type: "string", "x-mcp-header": "A" }, b: { type: "string", "x-mcp-header": "a" } } }).invalid).toMatch(/twice/);
+  });
+});
+
+/** The depth of a JSON value, counted the way the nesting limit counts it (a bare object or array is 1). */
+function depthOf(value: unknown): number {
+  if (typeof value !== "object" || value === null) return 0;
+  const children = Array.isArray(value) ? value : Object.values(value);
+  return 1 + children.reduce<number>((max, child) => Math.max(max, depthOf(child)), 0);
+}
+
+describe("message sizes and nesting", () => {
+  it("nestingDepthExceeds agrees with a recursive depth count for every value and limit", () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 0, max: 10 }), (value, limit) => {
+        expect(nestingDepthExceeds(value, limit)).toBe(depthOf(value) > limit);
+      }),
+    );
+  });
+
+  it("a parsed or written message's size is the bytes read or written; any other value is serialized", () => {
+    fc.assert(
+      fc.property(id, params, fc.constantFrom("", " ", "\n  "), (requestId, p, space) => {
+        const text = JSON.stringify({ jsonrpc: "2.0", id: requestId, method: "tools/call", params: p }, null, space);
+        const { message } = parseMessage(Buffer.from(text));
+        expect(messageBytes(message)).toBe(Buffer.byteLength(text));
+        const copy = { ...message };
+        expect(messageBytes(copy)).toBe(Buffer.byteLength(JSON.stringify(copy)));
+        const written = serializeMessage(copy);
+        expect(messageBytes(copy)).toBe(Buffer.byteLength(written));
+      }),
+    );
   });
 });

@@ -103,16 +103,57 @@ function isValidId(value: unknown): value is JsonRpcId {
   return (typeof value === "string" && value.length <= 256) || (typeof value === "number" && Number.isSafeInteger(value));
 }
 
-/** Iterative, so a hostile document cannot exhaust the stack. */
+/**
+ * Iterative, so a hostile document cannot exhaust the stack. Two parallel stacks and
+ * for-in rather than a tuple and an `Object.values` array per node: every upstream
+ * result passes through here.
+ */
 export function nestingDepthExceeds(value: unknown, limit: number): boolean {
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (typeof node !== "object" || node === null) continue;
+  if (typeof value !== "object" || value === null) return false;
+  const nodes: object[] = [value];
+  const depths: number[] = [1];
+  while (nodes.length > 0) {
+    const node = nodes.pop()! as Record<string, unknown>;
+    const depth = depths.pop()!;
     if (depth > limit) return true;
-    for (const child of Array.isArray(node) ? node : Object.values(node)) if (typeof child === "object" && child !== null) stack.push([child, depth + 1]);
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const child: unknown = node[i];
+        if (typeof child === "object" && child !== null) {
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      }
+    } else {
+      for (const key in node) {
+        const child = node[key];
+        if (typeof child === "object" && child !== null) {
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      }
+    }
   }
   return false;
+}
+
+/** Serialized sizes already known (a parsed body, a written answer), so recording a size does not serialize again. */
+const knownBytes = new WeakMap<object, number>();
+
+/** The size of a message as JSON: what was read or written for it, else what it serializes to. */
+export function messageBytes(message: unknown): number {
+  if (typeof message === "object" && message !== null) {
+    const known = knownBytes.get(message);
+    if (known !== undefined) return known;
+  }
+  return Buffer.byteLength(JSON.stringify(message) ?? "");
+}
+
+/** JSON text of a message about to be written, its size remembered for `messageBytes`. */
+export function serializeMessage(message: object): string {
+  const text = JSON.stringify(message);
+  knownBytes.set(message, Buffer.byteLength(text));
+  return text;
 }
 
 /**
@@ -159,7 +200,9 @@ export function parseMessage(input: string | Buffer, maxBytes = DEFAULT_MAX_MESS
   } catch (error) {
     throw new RpcError(RpcCode.PARSE_ERROR, `the body is not valid JSON: ${(error as Error).message.slice(0, 200)}`, undefined, 400);
   }
-  return classifyMessage(value);
+  const parsed = classifyMessage(value);
+  knownBytes.set(parsed.message, size);
+  return parsed;
 }
 
 export function isRequest(message: JsonRpcMessage): message is JsonRpcRequest {

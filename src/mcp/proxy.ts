@@ -18,6 +18,7 @@ import {
   errorResponse,
   isErrorResponse,
   isPlainObject,
+  messageBytes,
   metaOf,
 } from "./jsonrpc.js";
 import { scanResult } from "./poison.js";
@@ -98,9 +99,8 @@ function typeFor(method: string): string {
   }
 }
 
-function sizeOf(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value) ?? "");
-}
+/** Known when the message was read from or written to a client; serialized otherwise. */
+const sizeOf = messageBytes;
 
 /**
  * The MCP proxy core, independent of HTTP: every client message comes in here with the
@@ -851,8 +851,7 @@ export class McpProxy {
     let decision: GateDecision | undefined;
     let intentId: string | undefined;
     if (!plumbing) {
-      if (target.kind) await this.ensureDefinitionKnown(conversation, target.kind, target.name, credentials);
-      const pin = target.kind ? await this.options.pins.check(conversation.spec.server, target.kind, target.name) : undefined;
+      const pin = target.kind ? await this.knownDefinition(conversation, target.kind, target.name, credentials) : undefined;
       // Arguments are data under one key: a field named like a context key cannot replace it.
       decision = await this.authorize(conversation, credentials, target.action, target.item, target.name, String(request.id), { args: isPlainObject(args) ? args : {} });
       const details = { method: request.method, name: target.name, ...(args !== undefined ? { arguments: args } : {}), requestBytes: sizeOf(request) };
@@ -921,10 +920,18 @@ export class McpProxy {
     });
   }
 
-  /** A definition the proxy has never seen (a client that calls without listing): list it once before deciding. */
-  private async ensureDefinitionKnown(conversation: Conversation, kind: DefinitionKind, name: string, credentials: CallerCredentials): Promise<void> {
+  /**
+   * The pin of the definition a call names. One the proxy has never seen (a client that
+   * calls without listing) is listed once before deciding.
+   */
+  private async knownDefinition(conversation: Conversation, kind: DefinitionKind, name: string, credentials: CallerCredentials): Promise<Awaited<ReturnType<DefinitionPins["check"]>>> {
     const current = await this.options.pins.check(conversation.spec.server, kind, name);
-    if (current.visibility !== "unknown") return;
+    if (current.visibility !== "unknown") return current;
+    await this.refreshDefinitions(conversation, kind, name, credentials);
+    return this.options.pins.check(conversation.spec.server, kind, name);
+  }
+
+  private async refreshDefinitions(conversation: Conversation, kind: DefinitionKind, name: string, credentials: CallerCredentials): Promise<void> {
     const method = kind === "tool" ? "tools/list" : "prompts/list";
     let cursor: unknown;
     for (let page = 0; page < 20; page++) {

@@ -88,5 +88,10 @@ export class SseParser {
 
 /** One SSE event carrying a JSON-RPC message. */
 export function sseMessage(message: unknown): string {
-  return `event: message\ndata: ${JSON.stringify(message)}\n\n`;
+  return sseFrame(JSON.stringify(message));
+}
+
+/** One SSE event carrying a message already serialized (JSON text has no raw newlines). */
+export function sseFrame(json: string): string {
+  return `event: message\ndata: ${json}\n\n`;
 }
