@@ -245,6 +245,8 @@ try {
   const proofThreads = mandateRow.threads;
   const proofLoopBusy = mandateRow.loopBusy;
   const cpuPerRenewal = mandateRow.cpuPerRenewal;
+  // BENCH_REFERENCES=0 leaves out the reference rows (e.g. to profile the control plane's row alone).
+  if (process.env.BENCH_ONLY === "proof" && process.env.BENCH_REFERENCES === "0") process.exit(0);
   const bare = await bareRow("worker", "Reference: node's bare HTTPS server doing only a renewal's crypto, on the signature worker as Mandate does (no framework, store or audit)");
   const bareInline = await bareRow("inline", "Reference: the same with the crypto inline on the event loop (JWK key import, proof key cached)");
   const bareFloor = await bareRow("none", "Floor: node's bare HTTPS server answering a canned renewal (TLS + HTTP + load generator only, no server crypto)");
