@@ -47,6 +47,11 @@ export class McpAuditWriter {
 
   durable(event: AuditEventInput): Promise<AuditEvent> {
     // Same event-loop turn, so the queued records share the intent's commit (and precede it).
+    // The intent then waits for their rows too. Measured side by side, both alternatives
+    // did worse: outcomes committed after the intent (a batch and a sync of their own, which
+    // the next intent's sync waits behind: more CPU per call, no better latency) and outcomes
+    // left to the linger timer (hundreds in one batch that the intents behind it wait for:
+    // p99 two to three times higher at 64 clients).
     void this.flush();
     return this.log.append(event);
   }
