@@ -1,3 +1,4 @@
+import { hash } from "node:crypto";
 import { countTokens } from "gpt-tokenizer";
 import type { PromptText } from "./types.js";
 
@@ -20,6 +21,27 @@ export function countTextTokens(text: string): number {
   }
 }
 
+/** How many message texts' counts are remembered (by digest: the texts themselves are not kept). */
+const REMEMBERED = 4096;
+const remembered = new Map<string, number>();
+
+/**
+ * countTextTokens of one prompt message, remembered: an agent resends its conversation's
+ * earlier messages, and the same system prompt, with every turn, and tokenizing them
+ * again is the costliest step before the request is sent. Keyed by SHA-256, so equal
+ * digests are equal texts; the oldest entry goes first once the map is full.
+ */
+export function messageTokens(text: string): number {
+  if (text.length === 0) return 0;
+  const key = hash("sha256", text, "base64");
+  const known = remembered.get(key);
+  if (known !== undefined) return known;
+  const count = countTextTokens(text);
+  if (remembered.size >= REMEMBERED) remembered.delete(remembered.keys().next().value!);
+  remembered.set(key, count);
+  return count;
+}
+
 /**
  * The input estimate made before sending, used for token limits and budget
  * reservations and corrected once the provider reports usage. Short prompts are
@@ -30,7 +52,7 @@ export function estimateInputTokens(texts: PromptText[]): number {
   let chars = 0;
   for (const t of texts) chars += t.text.length;
   const framing = PER_MESSAGE * texts.length;
-  if (chars <= TOKENIZE_UP_TO) return framing + texts.reduce((n, t) => n + countTextTokens(t.text), 0);
+  if (chars <= TOKENIZE_UP_TO) return framing + texts.reduce((n, t) => n + messageTokens(t.text), 0);
   let bytes = 0;
   for (const t of texts) bytes += Buffer.byteLength(t.text);
   return framing + Math.ceil(bytes / 3);
