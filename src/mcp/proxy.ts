@@ -23,6 +23,7 @@ import {
 } from "./jsonrpc.js";
 import { scanResult } from "./poison.js";
 import { type CallerCredentials, type ClientReply, DEFAULT_LIMITS, type ProxyLimits } from "./types.js";
+import type { CancellableHooks } from "./upstream/http.js";
 import { LEGACY_VERSIONS, MODERN_VERSION, PROXY_INFO, UpstreamPool, modernEnvelope } from "./upstream/pool.js";
 import type { InboundMessage, Upstream } from "./upstream/types.js";
 
@@ -96,6 +97,28 @@ function typeFor(method: string): string {
       return "mcp.prompt.list";
     default:
       return "mcp.request";
+  }
+}
+
+/**
+ * A request's cancellation. Its signal is made only when an upstream reads it; an HTTP
+ * upstream is handed a direct stop instead (see CancellableHooks), so a call that is
+ * never cancelled makes no AbortSignal at all.
+ */
+class Cancellation extends AbortController {
+  private aborted = false;
+  private stop: (() => void) | undefined;
+
+  onCancel(stop: () => void): void {
+    if (this.aborted) stop();
+    else this.stop = stop;
+  }
+
+  override abort(reason?: unknown): void {
+    this.aborted = true;
+    super.abort(reason);
+    this.stop?.();
+    this.stop = undefined;
   }
 }
 
@@ -625,7 +648,7 @@ export class McpProxy {
       clientId: request.id,
       reply,
       clientProgressToken: meta?.progressToken,
-      controller: new AbortController(),
+      controller: new Cancellation(),
       method: request.method,
       credentials,
       clientCapabilities: conversation.downstream === "modern" && isPlainObject(meta?.[CLIENT_CAPABILITIES_META]) ? (meta![CLIENT_CAPABILITIES_META] as Record<string, unknown>) : conversation.clientCapabilities,
@@ -637,13 +660,18 @@ export class McpProxy {
       if (!this.isParked(entry)) entry.controller.abort();
     });
     const headers = conversation.upstreamEra === "modern" && request.method === "tools/call" ? await this.paramHeaderDecls(conversation, request) : undefined;
+    const cancellation = entry.controller as Cancellation;
+    const hooks: CancellableHooks = {
+      onRelated: (message) => this.related(conversation, entry, message),
+      get signal() {
+        return cancellation.signal;
+      },
+      onCancel: (stop) => cancellation.onCancel(stop),
+      timeoutMs: request.method === "subscriptions/listen" ? 2 ** 31 - 1 : this.limits.requestTimeoutMs,
+      headers,
+    };
     try {
-      return await upstream.request(this.outgoing(conversation, request, upstreamId, extraParams), {
-        onRelated: (message) => this.related(conversation, entry, message),
-        signal: entry.controller.signal,
-        timeoutMs: request.method === "subscriptions/listen" ? 2 ** 31 - 1 : this.limits.requestTimeoutMs,
-        ...(headers ? { headers } : {}),
-      });
+      return await upstream.request(this.outgoing(conversation, request, upstreamId, extraParams), hooks);
     } finally {
       conversation.inflight.delete(upstreamId);
     }

@@ -99,6 +99,23 @@ describe("HttpUpstream", () => {
     await expect(u.request(call("json"), hooks())).rejects.toMatchObject({ code: RpcCode.UPSTREAM_UNAVAILABLE, message: /closed/ });
   });
 
+  it("is cancelled through a handed-over stop without reading the signal, even when cancelled before it starts", async () => {
+    const u = upstream();
+    const unreadSignal = (onCancel: (stop: () => void) => void) => ({
+      onRelated: () => undefined,
+      timeoutMs: 5000,
+      get signal(): AbortSignal {
+        throw new Error("the signal was read");
+      },
+      onCancel,
+    });
+    let stop: (() => void) | undefined;
+    const cancelled = u.request(call("hang"), unreadSignal((s) => (stop = s)));
+    setTimeout(() => stop!(), 50);
+    await expect(cancelled).rejects.toMatchObject({ code: RpcCode.INTERNAL_ERROR, message: "request cancelled" });
+    await expect(u.request(call("hang"), unreadSignal((s) => s()))).rejects.toMatchObject({ message: "request cancelled" });
+  });
+
   it("fails a call whose stream dies, is too large, or whose session is gone", async () => {
     await expect(upstream().request(call("die"), hooks())).rejects.toMatchObject({ code: RpcCode.UPSTREAM_UNAVAILABLE, message: /closed the stream before answering/ });
     await expect(upstream(1000).request(call("huge"), hooks())).rejects.toMatchObject({ code: RpcCode.UPSTREAM_UNAVAILABLE, message: /more than 1000 bytes/ });
