@@ -108,7 +108,7 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
     expect(usage.estimated).toBe(true);
     expect(usage.outputTokens).toBeGreaterThan(0);
     expect(usage.inputTokens).toBeGreaterThan(0);
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const row = await plane.context.store.db.selectFrom("llm_usage").selectAll().where("status", "=", "client_aborted").executeTakeFirst();
     expect(row!.output_tokens).toBeGreaterThan(0);
   });
@@ -118,7 +118,7 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
     expect(JSON.stringify(fake.requests[0]!.body)).not.toContain(SECRET);
     expect(JSON.stringify(fake.requests[0]!.body)).toMatch(REDACTED);
     expect(result.choices[0]!.message.content).toMatch(REDACTED);
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const db = plane.context.store.db;
     const tables = ["audit_events", "llm_transcripts", "llm_usage"] as const;
     for (const table of tables) {
@@ -138,7 +138,7 @@ describe("LLM proxy under hostile input, and what it keeps of prompts", () => {
     const stream = openai.chat.completions.stream({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "what is the key?" }] });
     const final = await stream.finalChatCompletion();
     expect(final.choices[0]!.message.content).toMatch(/^the key is \[REDACTED:github(-token)?\] keep it safe$/);
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const trace = await mandate("audit", "trace", "task-hostile", "--data-dir", plane.dataDir);
     expect(trace.code, trace.stderr).toBe(0);
     expect(trace.stdout).toContain("llm.request");

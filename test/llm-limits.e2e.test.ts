@@ -120,7 +120,7 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
     expect(refused[0]!.body.error.type).toBe("insufficient_quota");
     expect(refused[0]!.body.error.message).toContain("team finance");
     expect(refused[0]!.headers["x-should-retry"]).toBe("false");
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const row = (await plane.context.llm!.recorder.report("team", 0)).find((r) => r.key === "finance");
     const events = await plane.context.audit.list({ type: "llm.request", agent: "spender", limit: 1000 });
     const estimates = events.filter((e) => e.code === "INTENT").map((e) => (e.details as { estimate: { costUsd: number } }).estimate.costUsd);
@@ -154,7 +154,7 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
     expect(refusal.body.error.message).toContain(`delegation ${grant.id}`);
     expect(refusal.body.error.budget.source).toBe("delegation");
     // The usage is counted against that delegation, and stays within its ceiling.
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const row = (await plane.context.llm!.recorder.report("delegation", 0)).find((r) => r.key === grant.id);
     expect(row!.requests).toBe(ok);
     expect(row!.costUsd).toBeLessThanOrEqual(0.05);
@@ -190,7 +190,7 @@ describe("rate limits and budgets, exact under concurrency (one proxy, memory st
     const refused = second.find((r) => r.status === 402);
     expect(refused, "the second sibling is stopped by the parent's ceiling").toBeDefined();
     expect(refused!.body.error.message).toContain(`delegation ${parent.id}`);
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const rows = (await plane.context.llm!.recorder.report("delegation", 0)).filter((r) => childIds.includes(r.key));
     const siblingCost = rows.reduce((sum, r) => sum + r.costUsd, 0);
     expect(siblingCost).toBeGreaterThan(0);

@@ -93,7 +93,7 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
     expect(fake.requests[0]!.body!.stream_options).toEqual({ include_usage: true });
     expect(received.toString()).toBe(baseline.body.toString());
     // …and the usage the provider reported was recorded.
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const events = await plane.context.audit.list({ type: "llm.request" });
     const done = events.find((e) => e.code === "OK" && (e.details as { stream?: boolean }).stream === true);
     expect((done!.details as { usage: { estimated: boolean; outputTokens: number } }).usage.estimated).toBe(false);
@@ -182,7 +182,7 @@ describe("LLM proxy: the official SDKs through Mandate, byte for byte", () => {
 
   it("records the request: intent before the provider was called, outcome with usage and cost after, linked", async () => {
     await openai.chat.completions.create({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "cost me" }] });
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const events = await plane.context.audit.list({ type: "llm.request", agent: "deploy-auditor" });
     const outcome = events.find((e) => e.code === "OK")!;
     const intent = events.find((e) => e.id === outcome.correlation!.parentEvent)!;

@@ -152,7 +152,7 @@ describe("LLM routing under scripted provider failures", () => {
     expect(error).toBeInstanceOf(OpenAI.APIError);
     expect((error as Error).message).toContain("sent nothing for");
     expect(seen.length).toBeGreaterThan(0);
-    await plane.context.llm!.recorder.flush();
+    await plane.context.llm!.settled();
     const events = await plane.context.audit.list({ type: "llm.request" });
     expect(events.some((e) => e.code === "UPSTREAM_FAILED" && (e.outcome.message ?? "").includes("sent nothing"))).toBe(true);
   });

@@ -12,6 +12,12 @@ import { ulid } from "./ulid.js";
 export interface AuditLog {
   /** Resolves only once the event is durable; callers that must not act unaudited await it. */
   append(event: AuditEventInput): Promise<AuditEvent>;
+  /**
+   * For events recorded after the action, which nobody waits on to act (a call's
+   * outcome): durable with the next append's commit, or within a few milliseconds.
+   * Resolves once durable, like `append`.
+   */
+  appendDeferred(event: AuditEventInput): Promise<AuditEvent>;
   /** Appends inside a caller's transaction, so the event commits with the records it describes. */
   appendInTransaction(tx: StoreTx, event: AuditEventInput): Promise<AuditEvent>;
 }
@@ -59,6 +65,14 @@ export class StoreAuditLog implements AuditLog {
   async append(input: AuditEventInput): Promise<AuditEvent> {
     let event: AuditEvent | undefined;
     await this.store.writeDurably(async (tx) => {
+      event = await this.appendInTransaction(tx, input);
+    });
+    return event!;
+  }
+
+  async appendDeferred(input: AuditEventInput): Promise<AuditEvent> {
+    let event: AuditEvent | undefined;
+    await this.store.writeDurablyDeferred(async (tx) => {
       event = await this.appendInTransaction(tx, input);
     });
     return event!;

@@ -13,6 +13,9 @@ function memoryLog(): AuditLog & { events: AuditEventInput[] } {
       events.push(event);
       return { ...event, id: String(events.length), time: "" } as AuditEvent;
     },
+    appendDeferred(event) {
+      return this.append(event);
+    },
     async appendInTransaction() {
       throw new Error("unused");
     },
@@ -47,7 +50,7 @@ describe("DbAuditJournal", () => {
 
   test("after a crash, the next start folds what was left: completed as they were, open intents as unfinished", async () => {
     const dir = await mkdtemp(join(tmpdir(), "journal-"));
-    const first = await DbAuditJournal.open(dir, { append: () => new Promise(() => undefined), appendInTransaction: async () => ({}) as never }, () => undefined);
+    const first = await DbAuditJournal.open(dir, { append: () => new Promise(() => undefined), appendDeferred: () => new Promise(() => undefined), appendInTransaction: async () => ({}) as never }, () => undefined);
     await first.intent("done", intent("SELECT done"));
     first.complete("done", { code: "OK", outcome: { status: "ok" }, details: { rows: 1 } });
     await first.intent("running", intent("SELECT running"));

@@ -67,6 +67,8 @@ const OUTCOME: Record<string, string> = { RATE_LIMITED: "rate_limited", BUDGET_E
  */
 export class LlmProxy {
   private readonly now: () => number;
+  /** Outcome recording still running for answered requests (`settled`, shutdown). */
+  private readonly completing = new Set<Promise<void>>();
 
   constructor(private readonly deps: LlmProxyDeps) {
     this.now = deps.now ?? Date.now;
@@ -241,7 +243,18 @@ export class LlmProxy {
     } finally {
       res.off("close", onClose);
     }
-    await this.complete(call, { result, target, attempts, failure, lease, hold, recorded });
+    const completing = this.complete(call, { result, target, attempts, failure, lease, hold, recorded });
+    this.completing.add(completing);
+    try {
+      await completing;
+    } finally {
+      this.completing.delete(completing);
+    }
+  }
+
+  /** Resolves once every request answered so far has recorded its outcome, usage and alerts. */
+  async settled(): Promise<void> {
+    while (this.completing.size > 0) await Promise.all(this.completing);
   }
 
   private async complete(call: Call, o: { result: RelayResult | undefined; target: ResolvedTarget | undefined; attempts: AttemptRecord[]; failure: unknown; lease: LimitLease; hold: BudgetHold | undefined; recorded: AuditEvent | undefined }): Promise<void> {
@@ -302,7 +315,9 @@ export class LlmProxy {
       });
       const code = ok ? "OK" : o.failure && isMandateError(o.failure) ? o.failure.code : result?.blocked ? "GUARDRAIL_BLOCKED" : result?.clientAborted ? "CLIENT_ABORTED" : result?.upstreamFailure ? "UPSTREAM_FAILED" : "UPSTREAM_ERROR";
       const base = this.eventBase(call);
-      await d.audit.append({
+      // The answer has gone out; the outcome rides in the next request's intent commit (or commits
+      // alone within milliseconds), so that commit does not first wait for this one's sync.
+      await d.audit.appendDeferred({
         ...base,
         code,
         correlation: { ...base.correlation, ...(o.recorded ? { parentEvent: o.recorded.id } : {}) },

@@ -91,7 +91,8 @@ export class LlmRecorder {
     const usage = this.usageQueue.splice(0);
     const transcripts = this.transcriptQueue.splice(0);
     if (usage.length === 0 && transcripts.length === 0) return this.flushing;
-    const write = this.store.writeDurably(async (tx) => {
+    // Deferred: the rows ride in the next request's intent commit instead of adding a sync of their own.
+    const write = this.store.writeDurablyDeferred(async (tx) => {
       // SQLite caps bound parameters per statement; 19 columns × 40 rows stays well under it.
       for (let i = 0; i < usage.length; i += 40) await tx.insertInto("llm_usage").values(usage.slice(i, i + 40)).execute();
       for (let i = 0; i < transcripts.length; i += 40) await tx.insertInto("llm_transcripts").values(transcripts.slice(i, i + 40)).execute();
@@ -102,7 +103,9 @@ export class LlmRecorder {
 
   /** Resolves once every row recorded so far has been written (tests, reports, shutdown). */
   async flush(): Promise<void> {
-    await this.writeQueued();
+    const written = this.writeQueued();
+    await this.store.drainWrites();
+    await written;
     await this.flushing;
   }
 

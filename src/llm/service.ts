@@ -91,10 +91,16 @@ export class LlmService {
     return new LlmService(proxy, registry, recorder, budgets, o.config, o.gate, redis);
   }
 
+  /** Every request answered so far has its outcome event, usage and transcript rows and alerts durable. */
+  async settled(): Promise<void> {
+    await this.proxy.settled();
+    await this.recorder.flush();
+  }
+
   async close(): Promise<void> {
     this.registry.stop();
     this.recorder.stop();
-    await this.recorder.flush();
+    await this.settled();
     if (this.redis) this.redis.disconnect();
   }
 }

@@ -77,4 +77,49 @@ describe("group commit with a sync off the event loop", () => {
     started[0]!.finish(new Error("EIO"));
     await expect(write).rejects.toThrow("EIO");
   });
+
+  it("commits a deferred write with the next batch, ahead of that batch's own writes, or alone after its delay", async () => {
+    const commits: string[] = [];
+    const batches: string[][] = [];
+    const group = new GroupCommit<string[]>(async (body) => {
+      const tx: string[] = [];
+      await body(tx);
+      commits.push(...tx);
+      batches.push(tx);
+    }, 512, undefined, 40);
+    const outcome = group.writeDeferred(async (tx) => void tx.push("outcome-1"));
+    for (let i = 0; i < 5; i++) await turn();
+    expect(commits).toEqual([]);
+    await group.write(async (tx) => void tx.push("intent-2"));
+    await outcome;
+    expect(batches).toEqual([["outcome-1", "intent-2"]]);
+    // With no write to ride on, it goes by itself once the delay has passed.
+    const alone = group.writeDeferred(async (tx) => void tx.push("outcome-2"));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(commits).toEqual(["outcome-1", "intent-2"]);
+    await alone;
+    expect(batches.at(-1)).toEqual(["outcome-2"]);
+  });
+
+  it("drain() commits deferred writes without waiting for their delay", async () => {
+    const commits: string[] = [];
+    // A delay far past the test's timeout: only drain() can commit this write in time.
+    const group = new GroupCommit<string[]>(recordingTransaction(commits), 512, undefined, 3_600_000);
+    const drained = group.writeDeferred(async (tx) => void tx.push("outcome-3"));
+    await group.drain();
+    await drained;
+    expect(commits).toEqual(["outcome-3"]);
+  });
+
+  it("fails a deferred write with the batch it rode in", async () => {
+    const group = new GroupCommit<string[]>(async (body) => {
+      await body([]);
+    }, 512, undefined, 1000);
+    const deferred = group.writeDeferred(async () => undefined);
+    const failing = group.write(async () => {
+      throw new Error("disk full");
+    });
+    await expect(failing).rejects.toThrow("disk full");
+    await expect(deferred).rejects.toThrow("disk full");
+  });
 });

@@ -9,8 +9,13 @@
  * off the event loop, beside the next batch's transaction (see
  * docs/decisions/0005-group-commit-with-wal-sync-off-the-event-loop.md).
  */
+type Pending<Tx> = { op: (tx: Tx) => Promise<void>; resolve: () => void; reject: (e: unknown) => void };
+
 export class GroupCommit<Tx> {
-  private pending: { op: (tx: Tx) => Promise<void>; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private pending: Pending<Tx>[] = [];
+  /** Writes no caller waits on to act: they ride in the next batch, or go alone after `deferMs`. */
+  private deferred: Pending<Tx>[] = [];
+  private deferTimer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private running: Promise<void> = Promise.resolve();
   /** Acknowledgements go out in commit order. */
@@ -22,6 +27,7 @@ export class GroupCommit<Tx> {
     private readonly runTransaction: (body: (tx: Tx) => Promise<void>) => Promise<void>,
     private readonly maxBatch = 512,
     private readonly sync?: () => Promise<void>,
+    private readonly deferMs = 20,
   ) {}
 
   write(op: (tx: Tx) => Promise<void>): Promise<void> {
@@ -34,9 +40,37 @@ export class GroupCommit<Tx> {
     });
   }
 
+  /**
+   * A write that must become durable but that nobody waits on before acting — an
+   * outcome recorded after the answer went out, bookkeeping rows. At one request at a
+   * time, committing it alone made the next request's write wait for its sync and then
+   * one more; here it joins the next batch (before that batch's own writes, so order is
+   * kept), or commits by itself after `deferMs`. Its promise settles like any write's.
+   */
+  writeDeferred(op: (tx: Tx) => Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.deferred.push({ op, resolve, reject });
+      if (this.deferred.length >= this.maxBatch) this.promoteDeferred();
+      else if (!this.deferTimer) {
+        this.deferTimer = setTimeout(() => this.promoteDeferred(), this.deferMs);
+        this.deferTimer.unref();
+      }
+    });
+  }
+
+  private promoteDeferred(): void {
+    if (this.deferred.length === 0) return;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
   private flush(): void {
     this.scheduled = false;
-    const batch = this.pending.splice(0, this.maxBatch);
+    if (this.deferTimer) clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    const batch = [...this.deferred.splice(0), ...this.pending.splice(0, this.maxBatch)];
     if (this.pending.length > 0) {
       this.scheduled = true;
       setImmediate(() => this.flush());
@@ -91,7 +125,8 @@ export class GroupCommit<Tx> {
 
   /** Resolves once everything queued so far has been committed (and synced) or failed. */
   async drain(): Promise<void> {
-    while (this.pending.length > 0 || this.scheduled) await new Promise((r) => setImmediate(r));
+    this.promoteDeferred();
+    while (this.pending.length > 0 || this.deferred.length > 0 || this.scheduled) await new Promise((r) => setImmediate(r));
     await this.running;
     await this.acknowledged;
   }

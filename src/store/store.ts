@@ -215,10 +215,14 @@ export class Store {
    * A durable write: resolves only once committed, batched with concurrent writes.
    * Used for the records an action depends on (issuance, audit).
    */
-  async writeDurably(op: (tx: StoreTx) => Promise<void>): Promise<void> {
+  writeDurably(op: (tx: StoreTx) => Promise<void>): Promise<void> {
+    return this.groupCommitted(op, false);
+  }
+
+  private async groupCommitted(op: (tx: StoreTx) => Promise<void>, deferred: boolean): Promise<void> {
     this.assertWritable();
     try {
-      await this.groupCommit.write(op);
+      await (deferred ? this.groupCommit.writeDeferred(op) : this.groupCommit.write(op));
     } catch (error) {
       throw asStoreError(error);
     }
@@ -233,6 +237,19 @@ export class Store {
    */
   prepareSqliteStatement(source: string): BetterSqlite3.Statement | undefined {
     return this.sqlite?.prepare(source);
+  }
+
+  /**
+   * A durable write no caller waits on before acting (see GroupCommit.writeDeferred): it
+   * commits with the next `writeDurably` batch, or by itself within a few milliseconds.
+   */
+  writeDurablyDeferred(op: (tx: StoreTx) => Promise<void>): Promise<void> {
+    return this.groupCommitted(op, true);
+  }
+
+  /** Commits every deferred write now (reports, shutdown, tests); resolves once they are durable. */
+  async drainWrites(): Promise<void> {
+    await this.groupCommit.drain();
   }
 
   /** A transaction of its own, for conditional writes that must not share a batch's fate. */
