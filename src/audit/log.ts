@@ -18,6 +18,8 @@ export interface AuditLog {
    * Resolves once durable, like `append`.
    */
   appendDeferred(event: AuditEventInput): Promise<AuditEvent>;
+  /** Commits deferred events now, without waiting for their delay (shutdown, reports). */
+  flushDeferred(): Promise<void>;
   /** Appends inside a caller's transaction, so the event commits with the records it describes. */
   appendInTransaction(tx: StoreTx, event: AuditEventInput): Promise<AuditEvent>;
 }
@@ -76,6 +78,10 @@ export class StoreAuditLog implements AuditLog {
       event = await this.appendInTransaction(tx, input);
     });
     return event!;
+  }
+
+  flushDeferred(): Promise<void> {
+    return this.store.drainWrites();
   }
 
   async appendInTransaction(tx: StoreTx, input: AuditEventInput): Promise<AuditEvent> {

@@ -16,6 +16,7 @@ function memoryLog(): AuditLog & { events: AuditEventInput[] } {
     appendDeferred(event) {
       return this.append(event);
     },
+    async flushDeferred() {},
     async appendInTransaction() {
       throw new Error("unused");
     },
@@ -50,7 +51,7 @@ describe("DbAuditJournal", () => {
 
   test("after a crash, the next start folds what was left: completed as they were, open intents as unfinished", async () => {
     const dir = await mkdtemp(join(tmpdir(), "journal-"));
-    const first = await DbAuditJournal.open(dir, { append: () => new Promise(() => undefined), appendDeferred: () => new Promise(() => undefined), appendInTransaction: async () => ({}) as never }, () => undefined);
+    const first = await DbAuditJournal.open(dir, { append: () => new Promise(() => undefined), appendDeferred: () => new Promise(() => undefined), flushDeferred: async () => undefined, appendInTransaction: async () => ({}) as never }, () => undefined);
     await first.intent("done", intent("SELECT done"));
     first.complete("done", { code: "OK", outcome: { status: "ok" }, details: { rows: 1 } });
     await first.intent("running", intent("SELECT running"));
