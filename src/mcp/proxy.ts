@@ -122,9 +122,6 @@ class Cancellation extends AbortController {
   }
 }
 
-/** Known when the message was read from or written to a client; serialized otherwise. */
-const sizeOf = messageBytes;
-
 /**
  * The MCP proxy core, independent of HTTP: every client message comes in here with the
  * caller's verified credentials, is authorized by the access gate, recorded, and
@@ -835,7 +832,7 @@ export class McpProxy {
         shown: visible.length,
         hidden: items.length - visible.length,
         ...(request.method === "tools/list" ? { tools: visible.map((t) => t.name) } : {}),
-        responseBytes: sizeOf(out),
+        responseBytes: messageBytes(out),
       }),
     );
   }
@@ -882,7 +879,7 @@ export class McpProxy {
       const pin = target.kind ? await this.knownDefinition(conversation, target.kind, target.name, credentials) : undefined;
       // Arguments are data under one key: a field named like a context key cannot replace it.
       decision = await this.authorize(conversation, credentials, target.action, target.item, target.name, String(request.id), { args: isPlainObject(args) ? args : {} });
-      const details = { method: request.method, name: target.name, ...(args !== undefined ? { arguments: args } : {}), requestBytes: sizeOf(request) };
+      const details = { method: request.method, name: target.name, ...(args !== undefined ? { arguments: args } : {}), requestBytes: messageBytes(request) };
       if (pin && pin.visibility !== "visible") {
         const error = new RpcError(RpcCode.DEFINITION_PENDING, `${target.kind} ${target.name} on ${conversation.spec.server.name} is ${pin.visibility === "unknown" ? "not offered by the server" : `hidden: its definition changed and is ${pin.status === "rejected" ? "rejected" : "awaiting approval (mandate mcp drift ls)"}`}`);
         this.audit.record(this.event(conversation, credentials, request, decision, { status: "error", error: "DEFINITION_PENDING", message: error.message }, details));
@@ -941,7 +938,7 @@ export class McpProxy {
       ...this.event(conversation, credentials, request, decision, { status: isError ? "error" : "ok", ...(isError ? { error: isErrorResponse(result) ? String(result.error.code) : "TOOL_ERROR" } : {}), latencyMs: performance.now() - started }, {
         ...outcome,
         resultStatus: isErrorResponse(result) ? "rpc-error" : isError ? "tool-error" : "ok",
-        responseBytes: sizeOf(result),
+        responseBytes: messageBytes(result),
         result: isErrorResponse(result) ? result.error : (result as JsonRpcResult).result,
       }),
       correlation: this.correlation(conversation, request, decision, intentId),
