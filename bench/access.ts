@@ -19,7 +19,7 @@ allow:
   llm:
     - models: ["gpt-4.1*"]
   mcp:
-    - servers: [http, stdio]
+    - servers: [http, stdio, stdio-shared]
       tools: [echo, "get-*"]
 deny:
   llm:

@@ -9,14 +9,19 @@ import { fileURLToPath } from "node:url";
 import { runCli } from "../src/cli/index.js";
 import { startControlPlane } from "../src/server/index.js";
 import { applyBenchRoles, benchDelegationToken, joinBenchAgent } from "./access.js";
+import { startHttpsRelay } from "./https-relay.js";
 
 /**
  * MCP proxy overhead, in one run on one machine:
  *   A. tools/call to a Streamable HTTP server (server-everything), direct vs through Mandate
  *      (HTTPS, mTLS with a real agent SVID, the real access gate over applied roles — with
- *      and without a delegation token — and a durable audit intent per call);
+ *      and without a delegation token — and a durable audit intent per call), and through
+ *      a bare Node HTTPS relay (mTLS, nothing parsed): what any Node proxy adds here;
  *   B. the same stdio server exposed over Streamable HTTP by Mandate and by mcp-proxy (npm),
- *      the reference proxy that does no authorization and no audit;
+ *      the reference proxy that does no authorization and no audit. mcp-proxy runs one
+ *      server process for all sessions; so does Mandate's row for a server registered
+ *      `--stateless` (the like-for-like comparison). Mandate's default, one process per
+ *      session, is measured beside it: at 64 clients that is 64 server processes;
  *   C. memory per idle 2025-era session.
  * The load generator runs in its own process. Set BENCH_SECONDS / BENCH_MCP_CONCURRENCY to change the run.
  */
@@ -100,32 +105,44 @@ try {
   // The same proxy with its data directory on tmpfs, where fsync is nearly free: what the proxy costs apart from the disk.
   const shmDir = existsSync("/dev/shm") ? await mkdtemp(join("/dev/shm", "mandate-bench-mcp-")) : undefined;
   const fast = shmDir ? await startPlane(shmDir) : undefined;
+  const relay = await startHttpsRelay(upstream, tls.ca);
+  const relayTls = { ca: relay.ca, cert: tls.cert, key: tls.key };
 
   async function startPlane(dir: string) {
     const started = await startControlPlane({ dataDir: dir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
     await runCli(["node", "mandate", "mcp", "servers", "add", "http", "--url", upstream, "--owner", "bench", "--data-dir", dir], quiet);
     await runCli(["node", "mandate", "mcp", "servers", "add", "stdio", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--owner", "bench", "--data-dir", dir], quiet);
+    await runCli(["node", "mandate", "mcp", "servers", "add", "stdio-shared", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--stateless", "--owner", "bench", "--data-dir", dir], quiet);
     await applyBenchRoles(dir);
     const { credentialDir, credentials: c } = await joinBenchAgent(dir, started.url, "bench-agent");
     const delegation = await benchDelegationToken(dir, "bench-agent", credentialDir, ["mcp:*/echo"]);
     return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem }, delegation: { "x-mandate-delegation": delegation } });
   }
 
+  // A row with no answered call has no percentiles (NaN arrives over IPC as null).
+  const f = (v: number | null) => (v === null || Number.isNaN(v) ? "n/a" : v.toFixed(2));
+  const minus = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
   const line = (name: string, r: LoadResult, base?: LoadResult, proxied = base !== undefined) =>
-    `| ${name} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${base ? `${(r.p50 - base.p50).toFixed(2)} / ${(r.p99 - base.p99).toFixed(2)}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${proxied ? r.cpuMicrosPerCall.toFixed(0) : ""} | ${r.failed} |`;
+    `| ${name} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${base ? `${f(minus(r.p50, base.p50))} / ${f(minus(r.p99, base.p99))}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${proxied ? r.cpuMicrosPerCall.toFixed(0) : ""} | ${r.failed} |`;
   rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | Mandate CPU µs/call | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|");
   // Each proxy's code is compiled and optimized by the first few thousand calls; without an
   // unmeasured pass the first proxied row paid for it and later rows did not.
   for (const target of [plane, fast].filter((p) => p !== undefined)) await load(`${target.url}/mcp/http`, 8, target.tls);
+  await load(relay.url, 8, relayTls);
   await load(`${plane.url}/mcp/stdio`, 8, tls);
+  await load(`${plane.url}/mcp/stdio-shared`, 8, tls);
   for (const concurrency of concurrencies) {
     const direct = await load(upstream, concurrency);
+    const bareRelay = await load(relay.url, concurrency, relayTls);
     const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls);
     const delegated = await load(`${plane.url}/mcp/http`, concurrency, tls, plane.delegation);
     const referenceStdio = await load(reference, concurrency);
+    const mandateShared = await load(`${plane.url}/mcp/stdio-shared`, concurrency, tls);
     const mandateStdio = await load(`${plane.url}/mcp/stdio`, concurrency, tls);
-    results[`c${concurrency}`] = { direct, mandate, delegated, referenceStdio, mandateStdio };
+    for (const r of [direct, bareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
+    results[`c${concurrency}`] = { direct, bareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio };
     rows.push(line(`A. direct to Streamable HTTP server, ${concurrency} client(s)`, direct));
+    rows.push(line(`A. bare Node HTTPS relay (mTLS; nothing parsed, no auth, no audit), ${concurrency}`, bareRelay, direct));
     rows.push(line(`A. through Mandate (mTLS, gate, durable audit), ${concurrency}`, mandate, direct));
     rows.push(line(`A. through Mandate with a delegation token, ${concurrency}`, delegated, direct));
     if (fast) {
@@ -133,9 +150,10 @@ try {
       (results[`c${concurrency}`] as Record<string, unknown>).mandateTmpfs = onTmpfs;
       rows.push(line(`A. through Mandate, data directory on tmpfs, ${concurrency}`, onTmpfs, direct));
     }
-    rows.push(line(`B. stdio server via mcp-proxy (no auth, no audit), ${concurrency}`, referenceStdio));
-    rows.push(line(`B. stdio server via Mandate (mTLS, gate, durable audit), ${concurrency}`, mandateStdio, referenceStdio));
-    for (const r of [direct, mandate, delegated, referenceStdio, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
+    rows.push(line(`B. stdio server via mcp-proxy (no auth, no audit; one server process for all sessions), ${concurrency}`, referenceStdio));
+    rows.push(line(`B. via Mandate, server --stateless (one process for all sessions; mTLS, gate, durable audit), ${concurrency}`, mandateShared, referenceStdio));
+    rows.push(line(`B. via Mandate, one server process per session (the default), ${concurrency}`, mandateStdio, referenceStdio));
+
   }
 
   // C. Idle sessions against the HTTP server: the proxy's own memory per session.
@@ -164,6 +182,7 @@ try {
   agent.destroy();
   results.idleSession = { sessions: proxy.sessionCount - startCount, bytesPerSession: Math.round(perSession), measuredWithGc: Boolean(gc) };
   rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${proxy.sessionCount - startCount} sessions${gc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
+  await relay.close();
   await plane.close();
   await fast?.close();
   if (shmDir) await rm(shmDir, { recursive: true, force: true });
