@@ -124,7 +124,7 @@ try {
   const minus = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
   const line = (name: string, r: LoadResult, base?: LoadResult, proxied = base !== undefined) =>
     `| ${name} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${base ? `${f(minus(r.p50, base.p50))} / ${f(minus(r.p99, base.p99))}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${proxied ? r.cpuMicrosPerCall.toFixed(0) : ""} | ${r.failed} |`;
-  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | Mandate CPU µs/call | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|");
+  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | CPU µs/call of the process hosting Mandate and the relay | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|");
   // Each proxy's code is compiled and optimized by the first few thousand calls; without an
   // unmeasured pass the first proxied row paid for it and later rows did not.
   for (const target of [plane, fast].filter((p) => p !== undefined)) await load(`${target.url}/mcp/http`, 8, target.tls);
