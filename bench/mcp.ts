@@ -147,6 +147,7 @@ try {
     rows.push(line(`A. through Mandate with a delegation token, ${concurrency}`, delegated, direct));
     if (fast) {
       const onTmpfs = await load(`${fast.url}/mcp/http`, concurrency, fast.tls);
+      if (onTmpfs.failed) process.stderr.write(`errors: ${onTmpfs.firstError}\n`);
       (results[`c${concurrency}`] as Record<string, unknown>).mandateTmpfs = onTmpfs;
       rows.push(line(`A. through Mandate, data directory on tmpfs, ${concurrency}`, onTmpfs, direct));
     }
