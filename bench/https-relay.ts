@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, write, writeSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import { tmpdir } from "node:os";
@@ -11,8 +11,13 @@ import { join } from "node:path";
  * and sends it upstream over kept-alive connections, and pipes the answer back. No
  * JSON-RPC parsing, no authorization, no audit. Its server certificate is a throwaway
  * self-signed one made with openssl for 127.0.0.1; clients trust it through `ca`.
+ *
+ * With `durableRecordsIn` (a directory), it first makes one record of each request durable
+ * before forwarding it, the least that "no durable audit record, no action" asks of any
+ * proxy: the body written into a preallocated file (so fdatasync flushes data only, no size
+ * change) and fdatasync'ed, both on the threadpool. Still nothing parsed, nothing chained.
  */
-export async function startHttpsRelay(upstream: string, clientCa: string): Promise<{ url: string; ca: string; close(): Promise<void> }> {
+export async function startHttpsRelay(upstream: string, clientCa: string, options: { durableRecordsIn?: string } = {}): Promise<{ url: string; ca: string; close(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "mandate-bench-relay-"));
   const keyPath = join(dir, "key.pem");
   const certPath = join(dir, "cert.pem");
@@ -21,6 +26,7 @@ export async function startHttpsRelay(upstream: string, clientCa: string): Promi
   const key = readFileSync(keyPath, "utf8");
   rmSync(dir, { recursive: true, force: true });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const journal = options.durableRecordsIn ? openPreallocatedJournal(options.durableRecordsIn) : undefined;
   const target = new URL(upstream);
   const server = https.createServer({ cert: ca, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }, (req, res) => {
     const chunks: Buffer[] = [];
@@ -33,7 +39,9 @@ export async function startHttpsRelay(upstream: string, clientCa: string): Promi
         answer.pipe(res);
       });
       forwarded.on("error", () => res.destroy());
-      forwarded.end(Buffer.concat(chunks));
+      const body = Buffer.concat(chunks);
+      if (!journal) return void forwarded.end(body);
+      journal.record(body, (error) => (error ? (forwarded.destroy(), res.destroy()) : forwarded.end(body)));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -44,8 +52,49 @@ export async function startHttpsRelay(upstream: string, clientCa: string): Promi
     close: () =>
       new Promise<void>((resolve) => {
         agent.destroy();
+        journal?.close();
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+const JOURNAL_BYTES = 8 * 1024 * 1024;
+const RECORD_SLOT = 4096;
+
+/**
+ * Records written round-robin into fixed slots of a file filled and synced once up front.
+ * Group commit: records that arrive while a sync is in flight share the next one.
+ */
+function openPreallocatedJournal(dir: string) {
+  const fd = openSync(join(dir, "relay-journal"), "w+");
+  const zeros = Buffer.alloc(1024 * 1024);
+  for (let at = 0; at < JOURNAL_BYTES; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
+  fdatasyncSync(fd);
+  let slot = 0;
+  let syncing = false;
+  let waiting: Array<{ body: Buffer; done: (error: Error | null) => void }> = [];
+  const flush = () => {
+    const batch = waiting;
+    waiting = [];
+    syncing = true;
+    const bytes = Buffer.concat(batch.map((r) => r.body.subarray(0, RECORD_SLOT))).subarray(0, RECORD_SLOT * 16);
+    const at = (slot++ * RECORD_SLOT * 16) % JOURNAL_BYTES;
+    write(fd, bytes, 0, bytes.length, at, (error) => {
+      const finish = (failure: Error | null) => {
+        syncing = false;
+        for (const r of batch) r.done(failure);
+        if (waiting.length) flush();
+      };
+      if (error) return finish(error);
+      fdatasync(fd, finish);
+    });
+  };
+  return {
+    record(body: Buffer, done: (error: Error | null) => void): void {
+      waiting.push({ body, done });
+      if (!syncing) flush();
+    },
+    close: () => closeSync(fd),
   };
 }

@@ -1,7 +1,10 @@
 import { type ChildProcess, fork, spawn } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { startHttpsRelay } from "./https-relay.js";
 import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
 
 /**
@@ -11,6 +14,8 @@ import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
  * before forwarding, usage/transcript/completion records after), and through the Portkey
  * gateway run locally from npm — each in its own process, in one run, at 1 and 100
  * concurrent clients. Non-streaming: p50/p99 to the last byte; streaming: time to first byte.
+ * Two floors for reference, in this process: a bare Node HTTPS relay (mTLS, nothing parsed)
+ * and the same relay making one record durable before each forward (bench/https-relay.ts).
  *   npm run bench:llm      (BENCH_SECONDS=10 for longer phases; BENCH_OUT=file.json)
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -89,6 +94,11 @@ const portkey = spawn(process.execPath, ["--import", portkeyShim, portkeyScript,
 children.push(portkey);
 await startChild(portkey, "Ready for connections");
 
+// The relays verify the agent's SVID like Mandate does, so the load presents the same certificate.
+const relayDir = await mkdtemp(join(tmpdir(), "mandate-bench-llm-relay-"));
+const relay = await startHttpsRelay(`${fakeUrl}/v1/chat/completions`, mandates.durable!.ca);
+const durableRelay = await startHttpsRelay(`${fakeUrl}/v1/chat/completions`, mandates.durable!.ca, { durableRecordsIn: relayDir });
+
 const chat = (stream: boolean) => JSON.stringify({ model: "gpt-4.1-mini", messages: [{ role: "user", content: "What is the status of the checkout deploy?" }], max_tokens: 64, ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}) });
 const targets = {
   direct: { url: `${fakeUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}` } },
@@ -96,6 +106,8 @@ const targets = {
   "mandate (delegation token)": { url: `${mandates.durable!.url}/llm/v1/chat/completions`, headers: { "x-mandate-delegation": mandates.durable!.delegation }, tls: { ca: mandates.durable!.ca, cert: mandates.durable!.cert, key: mandates.durable!.key } },
   "mandate (audit concurrent)": { url: `${mandates.concurrent!.url}/llm/v1/chat/completions`, headers: {}, tls: { ca: mandates.concurrent!.ca, cert: mandates.concurrent!.cert, key: mandates.concurrent!.key } },
   portkey: { url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`, headers: { authorization: `Bearer ${FAKE_KEY}`, "x-portkey-provider": "openai", "x-portkey-custom-host": `${fakeUrl}/v1` } },
+  "bare relay": { url: relay.url, headers: { authorization: `Bearer ${FAKE_KEY}` }, tls: { ca: relay.ca, cert: mandates.durable!.cert, key: mandates.durable!.key } },
+  "bare relay + durable record": { url: durableRelay.url, headers: { authorization: `Bearer ${FAKE_KEY}` }, tls: { ca: durableRelay.ca, cert: mandates.durable!.cert, key: mandates.durable!.key } },
 } as const;
 
 /** CPU time (user + system, µs) a Mandate process has used so far, asked for over IPC. */
@@ -122,6 +134,9 @@ const cpuOf: Record<string, () => Promise<number>> = {
   "mandate (delegation token)": () => mandateCpu(mandateChildren.durable!),
   "mandate (audit concurrent)": () => mandateCpu(mandateChildren.concurrent!),
   portkey: () => procCpu(portkey.pid!),
+  // The relays run in this process; the load generator is a child of its own.
+  "bare relay": async () => (({ user, system }) => user + system)(process.cpuUsage()),
+  "bare relay + durable record": async () => (({ user, system }) => user + system)(process.cpuUsage()),
 };
 
 /** Percentiles of a phase with no successful request arrive as null (NaN does not survive IPC). */
@@ -162,5 +177,8 @@ for (const row of rows.filter((r) => r.target !== "direct")) {
   console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${ms(added(r.p50, base.p50)).padStart(9)}  ${ms(added(r.p99, base.p99)).padStart(9)}  ${ms(added(r.ttfbP50, base.ttfbP50)).padStart(13)}  ${(row.cpuPerRequest === null ? "n/a" : row.cpuPerRequest.toFixed(0)).padStart(10)}`);
 }
 if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify(rows, null, 2));
+await relay.close();
+await durableRelay.close();
+await rm(relayDir, { recursive: true, force: true });
 stopAll();
 process.exit(0);

@@ -16,7 +16,9 @@ import { startHttpsRelay } from "./https-relay.js";
  *   A. tools/call to a Streamable HTTP server (server-everything), direct vs through Mandate
  *      (HTTPS, mTLS with a real agent SVID, the real access gate over applied roles — with
  *      and without a delegation token — and a durable audit intent per call), and through
- *      a bare Node HTTPS relay (mTLS, nothing parsed): what any Node proxy adds here;
+ *      a bare Node HTTPS relay (mTLS, nothing parsed): what any Node proxy adds here, and
+ *      the same relay making one record durable before each forward (the floor under
+ *      "no durable audit record, no action");
  *   B. the same stdio server exposed over Streamable HTTP by Mandate and by mcp-proxy (npm),
  *      the reference proxy that does no authorization and no audit. mcp-proxy runs one
  *      server process for all sessions; so does Mandate's row for a server registered
@@ -107,6 +109,9 @@ try {
   const fast = shmDir ? await startPlane(shmDir) : undefined;
   const relay = await startHttpsRelay(upstream, tls.ca);
   const relayTls = { ca: relay.ca, cert: tls.cert, key: tls.key };
+  // The same relay making one record durable before each forward: the floor under "no durable audit, no action".
+  const durableRelay = await startHttpsRelay(upstream, tls.ca, { durableRecordsIn: dataDir });
+  const durableRelayTls = { ca: durableRelay.ca, cert: tls.cert, key: tls.key };
 
   async function startPlane(dir: string) {
     const started = await startControlPlane({ dataDir: dir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
@@ -129,20 +134,23 @@ try {
   // unmeasured pass the first proxied row paid for it and later rows did not.
   for (const target of [plane, fast].filter((p) => p !== undefined)) await load(`${target.url}/mcp/http`, 8, target.tls);
   await load(relay.url, 8, relayTls);
+  await load(durableRelay.url, 8, durableRelayTls);
   await load(`${plane.url}/mcp/stdio`, 8, tls);
   await load(`${plane.url}/mcp/stdio-shared`, 8, tls);
   for (const concurrency of concurrencies) {
     const direct = await load(upstream, concurrency);
     const bareRelay = await load(relay.url, concurrency, relayTls);
+    const durableBareRelay = await load(durableRelay.url, concurrency, durableRelayTls);
     const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls);
     const delegated = await load(`${plane.url}/mcp/http`, concurrency, tls, plane.delegation);
     const referenceStdio = await load(reference, concurrency);
     const mandateShared = await load(`${plane.url}/mcp/stdio-shared`, concurrency, tls);
     const mandateStdio = await load(`${plane.url}/mcp/stdio`, concurrency, tls);
-    for (const r of [direct, bareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
-    results[`c${concurrency}`] = { direct, bareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio };
+    for (const r of [direct, bareRelay, durableBareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
+    results[`c${concurrency}`] = { direct, bareRelay, durableBareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio };
     rows.push(line(`A. direct to Streamable HTTP server, ${concurrency} client(s)`, direct));
     rows.push(line(`A. bare Node HTTPS relay (mTLS; nothing parsed, no auth, no audit), ${concurrency}`, bareRelay, direct));
+    rows.push(line(`A. the bare relay making one record durable first (write + fdatasync; nothing parsed), ${concurrency}`, durableBareRelay, direct));
     rows.push(line(`A. through Mandate (mTLS, gate, durable audit), ${concurrency}`, mandate, direct));
     rows.push(line(`A. through Mandate with a delegation token, ${concurrency}`, delegated, direct));
     if (fast) {
@@ -184,6 +192,7 @@ try {
   results.idleSession = { sessions: proxy.sessionCount - startCount, bytesPerSession: Math.round(perSession), measuredWithGc: Boolean(gc) };
   rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${proxy.sessionCount - startCount} sessions${gc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
   await relay.close();
+  await durableRelay.close();
   await plane.close();
   await fast?.close();
   if (shmDir) await rm(shmDir, { recursive: true, force: true });
