@@ -33,25 +33,33 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Starts a child and waits for the first JSON line it prints (or for `ready` in its output). */
+/**
+ * Starts a child and waits for the first JSON line it prints (or for `ready` in its output).
+ * Afterwards its output is drained and dropped: a gateway that logs every request would
+ * otherwise have this process (which hosts the relays) rescan an ever-growing text.
+ */
 function startChild(child: ChildProcess, ready?: string): Promise<Record<string, string>> {
   return new Promise((resolve, reject) => {
     let out = "";
     let err = "";
     const timer = setTimeout(() => reject(new Error(`child did not start: ${err || out}`)), 60_000);
-    child.stdout!.on("data", (chunk: Buffer) => {
+    const onErr = (chunk: Buffer) => (err += chunk.toString());
+    const started = (value: Record<string, string>) => {
+      clearTimeout(timer);
+      child.stdout!.off("data", onOut);
+      child.stderr!.off("data", onErr);
+      child.stdout!.resume();
+      child.stderr!.resume();
+      resolve(value);
+    };
+    const onOut = (chunk: Buffer) => {
       out += chunk.toString();
-      if (ready && out.includes(ready)) {
-        clearTimeout(timer);
-        return resolve({});
-      }
+      if (ready) return void (out.includes(ready) && started({}));
       const line = out.split("\n").find((l) => l.startsWith("{"));
-      if (!ready && line && out.includes("\n")) {
-        clearTimeout(timer);
-        resolve(JSON.parse(line) as Record<string, string>);
-      }
-    });
-    child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
+      if (line && out.includes("\n")) started(JSON.parse(line) as Record<string, string>);
+    };
+    child.stdout!.on("data", onOut);
+    child.stderr!.on("data", onErr);
     child.once("exit", (code) => reject(new Error(`child exited with ${code}: ${err}`)));
   });
 }

@@ -48,13 +48,24 @@ async function startProcess(command: string, args: string[], env: Record<string,
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   await new Promise<void>((resolve, reject) => {
     let text = "";
+    const onExit = (code: number | null) => reject(new Error(`${command} ${args.join(" ")} exited ${code}: ${text}`));
     const onData = (c: Buffer) => {
       text += c.toString();
-      if (ready.test(text)) resolve();
+      if (!ready.test(text)) return;
+      // Once started, the output is drained and dropped: server-everything and mcp-proxy log a
+      // line per request, and matching the ever-growing text again on every chunk cost this
+      // process (which hosts the proxies measured) CPU that grew with the run.
+      child.stdout!.off("data", onData);
+      child.stderr!.off("data", onData);
+      child.stdout!.resume();
+      child.stderr!.resume();
+      child.off("exit", onExit);
+      text = "";
+      resolve();
     };
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`${command} ${args.join(" ")} exited ${code}: ${text}`)));
+    child.once("exit", onExit);
     setTimeout(() => reject(new Error(`${args.join(" ")} did not start: ${text}`)), 30_000).unref();
   });
   return child;
