@@ -36,14 +36,22 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
+interface Answer {
+  status: number;
+  total: number;
+  ttfb: number;
+  sse: boolean;
+}
+
+/** One kept-alive client for `spec`: `one()` sends the body and times the answer. */
+function requester(spec: LlmLoadSpec, maxSockets: number): { one: () => Promise<Answer>; close: () => void } {
   const url = new URL(spec.url);
   const secure = url.protocol === "https:";
-  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: spec.concurrency, ...spec.tls }) : new HttpAgent({ keepAlive: true, maxSockets: spec.concurrency });
+  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets, ...spec.tls }) : new HttpAgent({ keepAlive: true, maxSockets });
   const body = Buffer.from(spec.body);
   const headers = { ...spec.headers, "content-type": "application/json", "content-length": String(body.length) };
   const one = () =>
-    new Promise<{ status: number; total: number; ttfb: number; sse: boolean }>((resolve, reject) => {
+    new Promise<Answer>((resolve, reject) => {
       const started = performance.now();
       let ttfb = 0;
       let sse = false;
@@ -59,6 +67,18 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
       req.on("error", reject);
       req.end(body);
     });
+  return { one, close: () => agent.destroy() };
+}
+
+/** Why an answer does not count, or undefined when it does. */
+function rejection(spec: LlmLoadSpec, r: Answer): string | undefined {
+  if (r.status !== 200) return `HTTP ${r.status}`;
+  if (spec.expectSse && !r.sse) return "HTTP 200 without an event stream";
+  return undefined;
+}
+
+async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
+  const { one, close } = requester(spec, spec.concurrency);
   const latencies: number[] = [];
   const ttfbs: number[] = [];
   let failed = 0;
@@ -80,14 +100,10 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
             measuredSince = performance.now();
           }
           if (!measuring) continue;
-          if (r.status !== 200) {
+          const why = rejection(spec, r);
+          if (why) {
             failed++;
-            firstError ||= `HTTP ${r.status}`;
-            continue;
-          }
-          if (spec.expectSse && !r.sse) {
-            failed++;
-            firstError ||= "HTTP 200 without an event stream";
+            firstError ||= why;
             continue;
           }
           latencies.push(r.total);
@@ -100,15 +116,61 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
     }),
   );
   const elapsed = (performance.now() - measuredSince) / 1000;
-  agent.destroy();
+  close();
   latencies.sort((a, b) => a - b);
   ttfbs.sort((a, b) => a - b);
   return { completed: latencies.length, answered, failed, firstError, perSecond: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), ttfbP50: percentile(ttfbs, 50), ttfbP99: percentile(ttfbs, 99) };
 }
 
+export interface InterleavedSpec {
+  targets: (Omit<LlmLoadSpec, "concurrency" | "durationMs" | "warmupMs"> & { name: string })[];
+  rounds: number;
+  sliceMs: number;
+  warmupMs: number;
+}
+
+/**
+ * One client, the targets in turns: every round gives each a slice of `sliceMs` (order
+ * rotated per round), so a shared machine's slow spells fall on all of them alike.
+ */
+async function runInterleaved(spec: InterleavedSpec): Promise<(LlmLoadResult & { name: string })[]> {
+  const lanes = spec.targets.map((target) => ({ target, client: requester({ ...target, concurrency: 1, durationMs: 0, warmupMs: 0 }, 1), latencies: [] as number[], ttfbs: [] as number[], busyMs: 0, answered: 0, failed: 0, firstError: "" }));
+  const slice = async (lane: (typeof lanes)[number], ms: number, measured: boolean) => {
+    const start = performance.now();
+    while (performance.now() < start + ms) {
+      try {
+        const r = await lane.client.one();
+        lane.answered++;
+        if (!measured) continue;
+        const why = rejection({ ...lane.target, concurrency: 1, durationMs: 0, warmupMs: 0 }, r);
+        if (why) {
+          lane.failed++;
+          lane.firstError ||= why;
+          continue;
+        }
+        lane.latencies.push(r.total);
+        lane.ttfbs.push(r.ttfb);
+      } catch (error) {
+        lane.failed++;
+        lane.firstError ||= (error as Error).message;
+      }
+    }
+    if (measured) lane.busyMs += performance.now() - start;
+  };
+  for (const lane of lanes) await slice(lane, spec.warmupMs, false);
+  for (let round = 0; round < spec.rounds; round++) for (let i = 0; i < lanes.length; i++) await slice(lanes[(i + round) % lanes.length]!, spec.sliceMs, true);
+  return lanes.map((lane) => {
+    lane.client.close();
+    const latencies = lane.latencies.sort((a, b) => a - b);
+    const ttfbs = lane.ttfbs.sort((a, b) => a - b);
+    return { name: lane.target.name, completed: latencies.length, answered: lane.answered, failed: lane.failed, firstError: lane.firstError, perSecond: latencies.length / (lane.busyMs / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99), ttfbP50: percentile(ttfbs, 50), ttfbP99: percentile(ttfbs, 99) };
+  });
+}
+
 if (process.send) {
   process.once("message", (spec) => {
-    void run(spec as LlmLoadSpec).then((result) => {
+    const work: Promise<unknown> = "targets" in (spec as object) ? runInterleaved(spec as InterleavedSpec) : run(spec as LlmLoadSpec);
+    void work.then((result) => {
       process.send!(result, () => process.exit(0));
     });
   });

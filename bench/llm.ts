@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { startHttpsRelay } from "./https-relay.js";
-import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
+import type { InterleavedSpec, LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
 
 /**
  * LLM proxy overhead: the same requests to the fake provider directly, through Mandate
@@ -16,6 +16,7 @@ import type { LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
  * concurrent clients. Non-streaming: p50/p99 to the last byte; streaming: time to first byte.
  * Two floors for reference, in this process: a bare Node HTTPS relay (mTLS, nothing parsed)
  * and the same relay making one record durable before each forward (bench/https-relay.ts).
+ * Last, one client again with every target taken in turns in short slices (BENCH_LLM_ROUNDS).
  *   npm run bench:llm      (BENCH_SECONDS=10 for longer phases; BENCH_OUT=file.json)
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -184,7 +185,33 @@ for (const row of rows.filter((r) => r.target !== "direct")) {
   const added = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
   console.log(`${row.mode.padEnd(7)} ${String(row.concurrency).padEnd(4)} ${row.target.padEnd(28)} ${ms(added(r.p50, base.p50)).padStart(9)}  ${ms(added(r.p99, base.p99)).padStart(9)}  ${ms(added(r.ttfbP50, base.ttfbP50)).padStart(13)}  ${(row.cpuPerRequest === null ? "n/a" : row.cpuPerRequest.toFixed(0)).padStart(10)}`);
 }
-if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify(rows, null, 2));
+// One client again, every target in turns (llm-load.ts runInterleaved): the 1-client comparison
+// least moved by a shared machine's slow spells, which each sequential phase above catches or misses.
+const ROUNDS = Number(process.env.BENCH_LLM_ROUNDS ?? 10);
+const SLICE_MS = 500;
+const interleaved: Record<string, (LlmLoadResult & { name: string })[]> = {};
+for (const mode of ["json", "stream"] as const) {
+  const spec: InterleavedSpec = {
+    rounds: ROUNDS,
+    sliceMs: SLICE_MS,
+    warmupMs: 1000,
+    targets: Object.entries(targets).map(([name, t]) => ({ name, url: t.url, headers: t.headers, body: chat(mode === "stream"), expectSse: mode === "stream", ...("tls" in t ? { tls: t.tls } : {}) })),
+  };
+  const child = fork(here("./llm-load.js"), [], { stdio: "inherit" });
+  child.send(spec);
+  interleaved[mode] = await new Promise((resolve) => child.once("message", (m) => resolve(m as (LlmLoadResult & { name: string })[])));
+}
+console.log(`\none client, the targets in turns (${ROUNDS} rounds of ${SLICE_MS} ms slices, order rotated every round); added over the provider directly`);
+console.log("mode    target                       p50 added  p99 added  ttfb p50 added  req/s  failed");
+for (const [mode, results] of Object.entries(interleaved)) {
+  const base = results.find((r) => r.name === "direct")!;
+  for (const r of results.filter((x) => x.name !== "direct")) {
+    const added = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
+    console.log(`${mode.padEnd(7)} ${r.name.padEnd(28)} ${ms(added(r.p50, base.p50)).padStart(9)}  ${ms(added(r.p99, base.p99)).padStart(9)}  ${ms(added(r.ttfbP50, base.ttfbP50)).padStart(13)}  ${r.perSecond.toFixed(0).padStart(5)}  ${r.failed}${r.firstError ? ` (${r.firstError})` : ""}`);
+  }
+}
+
+if (process.env.BENCH_OUT) await writeFile(process.env.BENCH_OUT, JSON.stringify({ rows, interleaved }, null, 2));
 await relay.close();
 await durableRelay.close();
 await rm(relayDir, { recursive: true, force: true });

@@ -10,6 +10,8 @@ import { runCli } from "../src/cli/index.js";
 import { startControlPlane } from "../src/server/index.js";
 import { applyBenchRoles, benchDelegationToken, joinBenchAgent } from "./access.js";
 import { startHttpsRelay } from "./https-relay.js";
+import type { McpTarget } from "./mcp-client.js";
+import type { InterleavedResult } from "./mcp-interleaved-load.js";
 
 /**
  * MCP proxy overhead, in one run on one machine:
@@ -24,8 +26,10 @@ import { startHttpsRelay } from "./https-relay.js";
  *      server process for all sessions; so does Mandate's row for a server registered
  *      `--stateless` (the like-for-like comparison). Mandate's default, one process per
  *      session, is measured beside it: at 64 clients that is 64 server processes;
- *   C. memory per idle 2025-era session.
- * The load generator runs in its own process. Set BENCH_SECONDS / BENCH_MCP_CONCURRENCY to change the run.
+ *   C. memory per idle 2025-era session;
+ *   D. one client again, every target of A and the like-for-like B pair taken in turns in
+ *      short slices, so that a shared machine's slow spells fall on all of them alike.
+ * The load generator runs in its own process. Set BENCH_SECONDS / BENCH_MCP_CONCURRENCY / BENCH_MCP_ROUNDS to change the run.
  */
 const require = createRequire(import.meta.url);
 const EVERYTHING = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
@@ -97,6 +101,17 @@ function load(url: string, concurrency: number, tls?: { ca: string; cert: string
       resolve({ ...m, cpuMicrosPerCall: (used.user + used.system) / Math.max(1, m.calls) });
     });
     worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
+  });
+}
+
+const interleavedRounds = Number(process.env.BENCH_MCP_ROUNDS ?? 10);
+const interleavedSliceMs = 500;
+function loadInterleaved(targets: (McpTarget & { name: string })[]): Promise<InterleavedResult[]> {
+  const worker = fork(join(here, "mcp-interleaved-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  worker.send({ targets, rounds: interleavedRounds, sliceMs: interleavedSliceMs, warmupMs: 1000, tool: "echo", arguments: { message: "bench" } });
+  return new Promise((resolve, reject) => {
+    worker.once("message", (m) => resolve(m as InterleavedResult[]));
+    worker.once("exit", (code) => code !== 0 && reject(new Error(`interleaved load worker exited ${code}`)));
   });
 }
 
@@ -202,6 +217,34 @@ try {
   agent.destroy();
   results.idleSession = { sessions: proxy.sessionCount - startCount, bytesPerSession: Math.round(perSession), measuredWithGc: Boolean(gc) };
   rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${proxy.sessionCount - startCount} sessions${gc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
+  // D. One client, every target in turns (see mcp-interleaved-load.ts): the 1-client comparison
+  // least moved by a shared machine's slow spells, which the sequential rows above each catch or miss.
+  const interleaved = await loadInterleaved([
+    { name: "direct to the Streamable HTTP server", url: upstream },
+    { name: "bare Node HTTPS relay", url: relay.url, tls: relayTls },
+    { name: "bare relay making one record durable first", url: durableRelay.url, tls: durableRelayTls },
+    { name: "through Mandate (mTLS, gate, durable audit)", url: `${plane.url}/mcp/http`, tls },
+    { name: "through Mandate with a delegation token", url: `${plane.url}/mcp/http`, tls, headers: plane.delegation },
+    ...(fast ? [{ name: "through Mandate, data directory on tmpfs", url: `${fast.url}/mcp/http`, tls: fast.tls }] : []),
+    { name: "stdio server via mcp-proxy", url: reference },
+    { name: "stdio server via Mandate, --stateless", url: `${plane.url}/mcp/stdio-shared`, tls },
+  ]);
+  results.interleaved = interleaved;
+  const [direct, , , , , , referenceStdio] = interleaved;
+  const baseOf = (r: InterleavedResult) => (r.name.startsWith("stdio server via Mandate") ? referenceStdio! : direct!);
+  rows.push(
+    "",
+    `D. one client, the targets in turns (${interleavedRounds} rounds of ${interleavedSliceMs} ms slices each, order rotated every round); added against direct, the stdio row against mcp-proxy`,
+    "",
+    "| target | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | errors |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...interleaved.map((r) => {
+      const base = r === direct || r === referenceStdio ? undefined : baseOf(r);
+      return `| ${r.name} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${base ? `${f(minus(r.p50, base.p50))} / ${f(minus(r.p99, base.p99))}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${r.failed} |`;
+    }),
+  );
+  for (const r of interleaved) if (r.failed) process.stderr.write(`errors (${r.name}): ${r.firstError}\n`);
+
   await relay.close();
   await durableRelay.close();
   await plane.close();
