@@ -60,26 +60,30 @@ export async function startHttpsRelay(upstream: string, clientCa: string, option
 }
 
 const JOURNAL_BYTES = 8 * 1024 * 1024;
-const RECORD_SLOT = 4096;
+/** A record is a request's first 4 KiB: enough to stand for an audit intent of any size here. */
+const RECORD_BYTES = 4096;
 
 /**
- * Records written round-robin into fixed slots of a file filled and synced once up front.
- * Group commit: records that arrive while a sync is in flight share the next one.
+ * Records written one after another into a file filled and synced once up front (wrapping
+ * at its end), so fdatasync has only data to flush. Group commit: records that arrive
+ * while a write and sync are in flight share the next one.
  */
 function openPreallocatedJournal(dir: string) {
   const fd = openSync(join(dir, "relay-journal"), "w+");
   const zeros = Buffer.alloc(1024 * 1024);
   for (let at = 0; at < JOURNAL_BYTES; at += zeros.length) writeSync(fd, zeros, 0, zeros.length, at);
   fdatasyncSync(fd);
-  let slot = 0;
+  let offset = 0;
   let syncing = false;
   let waiting: Array<{ body: Buffer; done: (error: Error | null) => void }> = [];
   const flush = () => {
     const batch = waiting;
     waiting = [];
     syncing = true;
-    const bytes = Buffer.concat(batch.map((r) => r.body.subarray(0, RECORD_SLOT))).subarray(0, RECORD_SLOT * 16);
-    const at = (slot++ * RECORD_SLOT * 16) % JOURNAL_BYTES;
+    const bytes = Buffer.concat(batch.map((r) => r.body.subarray(0, RECORD_BYTES)));
+    if (offset + bytes.length > JOURNAL_BYTES) offset = 0;
+    const at = offset;
+    offset += bytes.length;
     write(fd, bytes, 0, bytes.length, at, (error) => {
       const finish = (failure: Error | null) => {
         syncing = false;
