@@ -230,8 +230,9 @@ try {
     { name: "stdio server via Mandate, --stateless", url: `${plane.url}/mcp/stdio-shared`, tls },
   ]);
   results.interleaved = interleaved;
-  const [direct, , , , , , referenceStdio] = interleaved;
-  const baseOf = (r: InterleavedResult) => (r.name.startsWith("stdio server via Mandate") ? referenceStdio! : direct!);
+  const direct = interleaved.find((r) => r.name === "direct to the Streamable HTTP server")!;
+  const referenceStdio = interleaved.find((r) => r.name === "stdio server via mcp-proxy")!;
+  const baseOf = (r: InterleavedResult) => (r.name.startsWith("stdio server via Mandate") ? referenceStdio : direct);
   rows.push(
     "",
     `D. one client, the targets in turns (${interleavedRounds} rounds of ${interleavedSliceMs} ms slices each, order rotated every round); added against direct, the stdio row against mcp-proxy`,
