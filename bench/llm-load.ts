@@ -44,7 +44,7 @@ interface Answer {
 }
 
 /** One kept-alive client for `spec`: `one()` sends the body and times the answer. */
-function requester(spec: LlmLoadSpec, maxSockets: number): { one: () => Promise<Answer>; close: () => void } {
+function requester(spec: Pick<LlmLoadSpec, "url" | "headers" | "body" | "tls">, maxSockets: number): { one: () => Promise<Answer>; close: () => void } {
   const url = new URL(spec.url);
   const secure = url.protocol === "https:";
   const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets, ...spec.tls }) : new HttpAgent({ keepAlive: true, maxSockets });
@@ -71,9 +71,9 @@ function requester(spec: LlmLoadSpec, maxSockets: number): { one: () => Promise<
 }
 
 /** Why an answer does not count, or undefined when it does. */
-function rejection(spec: LlmLoadSpec, r: Answer): string | undefined {
+function rejection(expectSse: boolean | undefined, r: Answer): string | undefined {
   if (r.status !== 200) return `HTTP ${r.status}`;
-  if (spec.expectSse && !r.sse) return "HTTP 200 without an event stream";
+  if (expectSse && !r.sse) return "HTTP 200 without an event stream";
   return undefined;
 }
 
@@ -100,7 +100,7 @@ async function run(spec: LlmLoadSpec): Promise<LlmLoadResult> {
             measuredSince = performance.now();
           }
           if (!measuring) continue;
-          const why = rejection(spec, r);
+          const why = rejection(spec.expectSse, r);
           if (why) {
             failed++;
             firstError ||= why;
@@ -134,7 +134,7 @@ export interface InterleavedSpec {
  * rotated per round), so a shared machine's slow spells fall on all of them alike.
  */
 async function runInterleaved(spec: InterleavedSpec): Promise<(LlmLoadResult & { name: string })[]> {
-  const lanes = spec.targets.map((target) => ({ target, client: requester({ ...target, concurrency: 1, durationMs: 0, warmupMs: 0 }, 1), latencies: [] as number[], ttfbs: [] as number[], busyMs: 0, answered: 0, failed: 0, firstError: "" }));
+  const lanes = spec.targets.map((target) => ({ target, client: requester(target, 1), latencies: [] as number[], ttfbs: [] as number[], busyMs: 0, answered: 0, failed: 0, firstError: "" }));
   const slice = async (lane: (typeof lanes)[number], ms: number, measured: boolean) => {
     const start = performance.now();
     while (performance.now() < start + ms) {
@@ -142,7 +142,7 @@ async function runInterleaved(spec: InterleavedSpec): Promise<(LlmLoadResult & {
         const r = await lane.client.one();
         lane.answered++;
         if (!measured) continue;
-        const why = rejection({ ...lane.target, concurrency: 1, durationMs: 0, warmupMs: 0 }, r);
+        const why = rejection(lane.target.expectSse, r);
         if (why) {
           lane.failed++;
           lane.firstError ||= why;
