@@ -6,9 +6,6 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runCli } from "../src/cli/index.js";
-import { startControlPlane } from "../src/server/index.js";
-import { applyBenchRoles, benchDelegationToken, joinBenchAgent } from "./access.js";
 import { startHttpsRelay } from "./https-relay.js";
 import type { McpTarget } from "./mcp-client.js";
 import type { InterleavedResult } from "./mcp-interleaved-load.js";
@@ -29,7 +26,9 @@ import type { InterleavedResult } from "./mcp-interleaved-load.js";
  *   C. memory per idle 2025-era session;
  *   D. one client again, every target of A and the like-for-like B pair taken in turns in
  *      short slices, so that a shared machine's slow spells fall on all of them alike.
- * The load generator runs in its own process. Set BENCH_SECONDS / BENCH_MCP_CONCURRENCY / BENCH_MCP_ROUNDS to change the run.
+ * Each Mandate control plane runs in a process of its own (bench/mcp-plane.ts), as a
+ * deployment runs one; the relays run in this process, the load generator in its own.
+ * Set BENCH_SECONDS / BENCH_MCP_CONCURRENCY / BENCH_MCP_ROUNDS to change the run.
  */
 const require = createRequire(import.meta.url);
 const EVERYTHING = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
@@ -87,21 +86,62 @@ interface LoadResult {
   cpuMicrosPerCall: number;
 }
 
-function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }, headers?: Record<string, string>): Promise<LoadResult> {
-  let cpu = process.cpuUsage();
+/** CPU time (user + system, µs) used so far by the process that hosts a row's proxy. */
+type CpuSampler = () => Promise<number>;
+const ownCpu: CpuSampler = async () => (({ user, system }) => user + system)(process.cpuUsage());
+
+function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }, headers?: Record<string, string>, cpuOf: CpuSampler = ownCpu): Promise<LoadResult> {
+  let cpuBefore: Promise<number> = cpuOf();
   const worker = fork(join(here, "mcp-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls, headers });
   return new Promise((resolve, reject) => {
     worker.on("message", (m: { calling?: true } & Omit<LoadResult, "cpuMicrosPerCall">) => {
       if (m.calling) {
-        cpu = process.cpuUsage();
+        cpuBefore = cpuOf();
         return;
       }
-      const used = process.cpuUsage(cpu);
-      resolve({ ...m, cpuMicrosPerCall: (used.user + used.system) / Math.max(1, m.calls) });
+      void Promise.all([cpuBefore, cpuOf()]).then(([from, to]) => resolve({ ...m, cpuMicrosPerCall: (to - from) / Math.max(1, m.calls) }));
     });
     worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
   });
+}
+
+/** Sends `message` to a plane process and resolves with its answer. */
+function ask<T>(child: ChildProcess, message: string): Promise<T> {
+  return new Promise((resolve) => {
+    child.once("message", (m) => resolve(m as T));
+    child.send(message);
+  });
+}
+
+interface Plane {
+  url: string;
+  tls: { ca: string; cert: string; key: string };
+  delegation: Record<string, string>;
+  child: ChildProcess;
+  cpu: CpuSampler;
+}
+
+/** A control plane in its own process (bench/mcp-plane.ts), as a deployment runs one. */
+async function startPlane(dir: string, upstream: string): Promise<Plane> {
+  const child = fork(join(here, "mcp-plane.js"), [], { execArgv: ["--expose-gc"], stdio: ["ignore", "pipe", "inherit", "ipc"], env: { ...process.env, PLANE_DIR: dir, UPSTREAM_URL: upstream, EVERYTHING } });
+  const ready = await new Promise<Omit<Plane, "child" | "cpu">>((resolve, reject) => {
+    let out = "";
+    const onOut = (c: Buffer) => {
+      out += c.toString();
+      const newline = out.indexOf("\n");
+      if (newline < 0) return;
+      child.stdout!.off("data", onOut);
+      child.stdout!.resume();
+      child.off("exit", onExit);
+      resolve(JSON.parse(out.slice(0, newline)) as Omit<Plane, "child" | "cpu">);
+    };
+    const onExit = (code: number | null) => reject(new Error(`the bench's control plane exited ${code}: ${out}`));
+    child.stdout!.on("data", onOut);
+    child.once("exit", onExit);
+  });
+  const cpu = async () => (({ cpu: c }) => c.user + c.system)(await ask<{ cpu: NodeJS.CpuUsage }>(child, "cpu"));
+  return { ...ready, child, cpu };
 }
 
 const interleavedRounds = Number(process.env.BENCH_MCP_ROUNDS ?? 10);
@@ -115,7 +155,6 @@ function loadInterleaved(targets: (McpTarget & { name: string })[]): Promise<Int
   });
 }
 
-const quiet = { out: () => undefined, err: (t: string) => process.stderr.write(t) };
 const dataDir = await mkdtemp(join(tmpdir(), "mandate-bench-mcp-"));
 const children: ChildProcess[] = [];
 const rows: string[] = [];
@@ -128,50 +167,41 @@ try {
   children.push(await startProcess(process.execPath, [MCP_PROXY, "--port", String(proxyPort), "--host", "127.0.0.1", "--server", "stream", "--no-eventStore", "--", process.execPath, EVERYTHING, "stdio"], {}, /starting server on port/i));
   const reference = `http://127.0.0.1:${proxyPort}/mcp`;
 
-  const plane = await startPlane(dataDir);
+  const plane = await startPlane(dataDir, upstream);
+  children.push(plane.child);
   const tls = plane.tls;
   // The same proxy with its data directory on tmpfs, where fsync is nearly free: what the proxy costs apart from the disk.
   const shmDir = existsSync("/dev/shm") ? await mkdtemp(join("/dev/shm", "mandate-bench-mcp-")) : undefined;
-  const fast = shmDir ? await startPlane(shmDir) : undefined;
+  const fast = shmDir ? await startPlane(shmDir, upstream) : undefined;
+  if (fast) children.push(fast.child);
   const relay = await startHttpsRelay(upstream, tls.ca);
   const relayTls = { ca: relay.ca, cert: tls.cert, key: tls.key };
   // The same relay making one record durable before each forward: the floor under "no durable audit, no action".
   const durableRelay = await startHttpsRelay(upstream, tls.ca, { durableRecordsIn: dataDir });
   const durableRelayTls = { ca: durableRelay.ca, cert: tls.cert, key: tls.key };
 
-  async function startPlane(dir: string) {
-    const started = await startControlPlane({ dataDir: dir, listen: "127.0.0.1:0", logLevel: "silent", caActivationDelayMs: 0, mcpLimits: { maxSessionsPerCaller: 2048, maxProcessesPerServer: 128 } });
-    await runCli(["node", "mandate", "mcp", "servers", "add", "http", "--url", upstream, "--owner", "bench", "--data-dir", dir], quiet);
-    await runCli(["node", "mandate", "mcp", "servers", "add", "stdio", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--owner", "bench", "--data-dir", dir], quiet);
-    await runCli(["node", "mandate", "mcp", "servers", "add", "stdio-shared", "--command", `${process.execPath} ${EVERYTHING} stdio`, "--stateless", "--owner", "bench", "--data-dir", dir], quiet);
-    await applyBenchRoles(dir);
-    const { credentialDir, credentials: c } = await joinBenchAgent(dir, started.url, "bench-agent");
-    const delegation = await benchDelegationToken(dir, "bench-agent", credentialDir, ["mcp:*/echo"]);
-    return Object.assign(started, { tls: { ca: c.bundlePem, cert: c.svidPem, key: c.keyPem }, delegation: { "x-mandate-delegation": delegation } });
-  }
-
   // A row with no answered call has no percentiles (NaN arrives over IPC as null).
   const f = (v: number | null) => (v === null || Number.isNaN(v) ? "n/a" : v.toFixed(2));
   const minus = (a: number | null, b: number | null) => (a === null || b === null ? null : a - b);
   const line = (name: string, r: LoadResult, base?: LoadResult, proxied = base !== undefined) =>
     `| ${name} | ${r.perSecond.toFixed(0)} | ${f(r.p50)} | ${f(r.p99)} | ${base ? `${f(minus(r.p50, base.p50))} / ${f(minus(r.p99, base.p99))}` : ""} | ${base ? (r.perSecond / base.perSecond).toFixed(2) : ""} | ${proxied ? r.cpuMicrosPerCall.toFixed(0) : ""} | ${r.failed} |`;
-  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | CPU µs/call of the process hosting Mandate and the relay | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|");
+  rows.push("| scenario | calls/s | p50 ms | p99 ms | added p50 / p99 ms | throughput ratio | CPU µs/call of the proxy's process | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|");
   // Each proxy's code is compiled and optimized by the first few thousand calls; without an
   // unmeasured pass the first proxied row paid for it and later rows did not.
-  for (const target of [plane, fast].filter((p) => p !== undefined)) await load(`${target.url}/mcp/http`, 8, target.tls);
+  for (const target of [plane, fast].filter((p) => p !== undefined)) await load(`${target.url}/mcp/http`, 8, target.tls, undefined, target.cpu);
   await load(relay.url, 8, relayTls);
   await load(durableRelay.url, 8, durableRelayTls);
-  await load(`${plane.url}/mcp/stdio`, 8, tls);
-  await load(`${plane.url}/mcp/stdio-shared`, 8, tls);
+  await load(`${plane.url}/mcp/stdio`, 8, tls, undefined, plane.cpu);
+  await load(`${plane.url}/mcp/stdio-shared`, 8, tls, undefined, plane.cpu);
   for (const concurrency of concurrencies) {
     const direct = await load(upstream, concurrency);
     const bareRelay = await load(relay.url, concurrency, relayTls);
     const durableBareRelay = await load(durableRelay.url, concurrency, durableRelayTls);
-    const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls);
-    const delegated = await load(`${plane.url}/mcp/http`, concurrency, tls, plane.delegation);
+    const mandate = await load(`${plane.url}/mcp/http`, concurrency, tls, undefined, plane.cpu);
+    const delegated = await load(`${plane.url}/mcp/http`, concurrency, tls, plane.delegation, plane.cpu);
     const referenceStdio = await load(reference, concurrency);
-    const mandateShared = await load(`${plane.url}/mcp/stdio-shared`, concurrency, tls);
-    const mandateStdio = await load(`${plane.url}/mcp/stdio`, concurrency, tls);
+    const mandateShared = await load(`${plane.url}/mcp/stdio-shared`, concurrency, tls, undefined, plane.cpu);
+    const mandateStdio = await load(`${plane.url}/mcp/stdio`, concurrency, tls, undefined, plane.cpu);
     for (const r of [direct, bareRelay, durableBareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio]) if (r.failed) process.stderr.write(`errors: ${r.firstError}\n`);
     results[`c${concurrency}`] = { direct, bareRelay, durableBareRelay, mandate, delegated, referenceStdio, mandateShared, mandateStdio };
     rows.push(line(`A. direct to Streamable HTTP server, ${concurrency} client(s)`, direct));
@@ -180,7 +210,7 @@ try {
     rows.push(line(`A. through Mandate (mTLS, gate, durable audit), ${concurrency}`, mandate, direct));
     rows.push(line(`A. through Mandate with a delegation token, ${concurrency}`, delegated, direct));
     if (fast) {
-      const onTmpfs = await load(`${fast.url}/mcp/http`, concurrency, fast.tls);
+      const onTmpfs = await load(`${fast.url}/mcp/http`, concurrency, fast.tls, undefined, fast.cpu);
       if (onTmpfs.failed) process.stderr.write(`errors: ${onTmpfs.firstError}\n`);
       (results[`c${concurrency}`] as Record<string, unknown>).mandateTmpfs = onTmpfs;
       rows.push(line(`A. through Mandate, data directory on tmpfs, ${concurrency}`, onTmpfs, direct));
@@ -191,11 +221,9 @@ try {
 
   }
 
-  // C. Idle sessions against the HTTP server: the proxy's own memory per session.
-  const proxy = plane.context.mcp!.proxy;
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  const before = process.memoryUsage();
+  // C. Idle sessions against the HTTP server: the proxy's own memory per session, read in the plane's process.
+  type Memory = { bytes: number; sessions: number; measuredWithGc: boolean };
+  const before = await ask<Memory>(plane.child, "memory");
   const { default: https } = await import("node:https");
   const agent = new https.Agent({ keepAlive: true, maxSockets: 16, ...tls });
   const sessions = 1000;
@@ -209,14 +237,13 @@ try {
       req.on("error", reject);
       req.end(init);
     });
-  const startCount = proxy.sessionCount;
   for (let i = 0; i < sessions; i += 16) await Promise.all(Array.from({ length: Math.min(16, sessions - i) }, openOne));
-  gc?.();
-  const after = process.memoryUsage();
-  const perSession = (after.heapUsed + after.external - before.heapUsed - before.external) / (proxy.sessionCount - startCount);
+  const after = await ask<Memory>(plane.child, "memory");
+  const opened = after.sessions - before.sessions;
+  const perSession = (after.bytes - before.bytes) / opened;
   agent.destroy();
-  results.idleSession = { sessions: proxy.sessionCount - startCount, bytesPerSession: Math.round(perSession), measuredWithGc: Boolean(gc) };
-  rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${proxy.sessionCount - startCount} sessions${gc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
+  results.idleSession = { sessions: opened, bytesPerSession: Math.round(perSession), measuredWithGc: after.measuredWithGc };
+  rows.push("", `C. memory per idle 2025-era session (HTTP upstream, ${opened} sessions${after.measuredWithGc ? "" : ", without --expose-gc"}): ${(perSession / 1024).toFixed(1)} KiB (heap + external)`);
   // D. One client, every target in turns (see mcp-interleaved-load.ts): the 1-client comparison
   // least moved by a shared machine's slow spells, which the sequential rows above each catch or miss.
   const interleaved = await loadInterleaved([
@@ -248,8 +275,8 @@ try {
 
   await relay.close();
   await durableRelay.close();
-  await plane.close();
-  await fast?.close();
+  await ask(plane.child, "close");
+  if (fast) await ask(fast.child, "close");
   if (shmDir) await rm(shmDir, { recursive: true, force: true });
 } finally {
   for (const child of children) child.kill("SIGTERM");
