@@ -82,7 +82,7 @@ interface LoadResult {
   perSecond: number;
   p50: number;
   p99: number;
-  /** CPU time of this process (the control plane and its proxy) per call, warm-up included, session setup not */
+  /** CPU time of the process hosting the row's proxy, per call: warm-up included, session setup not */
   cpuMicrosPerCall: number;
 }
 
@@ -91,7 +91,8 @@ type CpuSampler = () => Promise<number>;
 const ownCpu: CpuSampler = async () => (({ user, system }) => user + system)(process.cpuUsage());
 
 function load(url: string, concurrency: number, tls?: { ca: string; cert: string; key: string }, headers?: Record<string, string>, cpuOf: CpuSampler = ownCpu): Promise<LoadResult> {
-  let cpuBefore: Promise<number> = cpuOf();
+  // Sampled once the sessions are open (one question at a time to a plane process).
+  let cpuBefore: Promise<number> | undefined;
   const worker = fork(join(here, "mcp-load.js"), [], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   worker.send({ url, concurrency, durationMs: seconds * 1000, warmupMs: 1000, tool: "echo", arguments: { message: "bench" }, tls, headers });
   return new Promise((resolve, reject) => {
@@ -100,7 +101,7 @@ function load(url: string, concurrency: number, tls?: { ca: string; cert: string
         cpuBefore = cpuOf();
         return;
       }
-      void Promise.all([cpuBefore, cpuOf()]).then(([from, to]) => resolve({ ...m, cpuMicrosPerCall: (to - from) / Math.max(1, m.calls) }));
+      void Promise.all([cpuBefore!, cpuOf()]).then(([from, to]) => resolve({ ...m, cpuMicrosPerCall: (to - from) / Math.max(1, m.calls) }));
     });
     worker.once("exit", (code) => code !== 0 && reject(new Error(`load worker exited ${code}`)));
   });
