@@ -32,16 +32,20 @@ export async function startHttpsRelay(upstream: string, clientCa: string, option
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
-      const headers = { ...req.headers };
-      delete headers.host;
-      const forwarded = http.request({ hostname: target.hostname, port: target.port, path: target.pathname, method: req.method, headers, agent }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      forwarded.on("error", () => res.destroy());
       const body = Buffer.concat(chunks);
-      if (!journal) return void forwarded.end(body);
-      journal.record(body, (error) => (error ? (forwarded.destroy(), res.destroy()) : forwarded.end(body)));
+      const forward = () => {
+        const headers = { ...req.headers };
+        delete headers.host;
+        const forwarded = http.request({ hostname: target.hostname, port: target.port, path: target.pathname, method: req.method, headers, agent }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        forwarded.on("error", () => res.destroy());
+        forwarded.end(body);
+      };
+      if (!journal) return forward();
+      // Nothing goes upstream until the record is on disk; a failed write or sync refuses the request.
+      journal.record(body, (error) => (error ? res.destroy() : forward()));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

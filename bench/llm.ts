@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { childReady } from "./child-ready.js";
 import { startHttpsRelay } from "./https-relay.js";
 import type { InterleavedSpec, LlmLoadResult, LlmLoadSpec } from "./llm-load.js";
 
@@ -34,35 +35,9 @@ function freePort(): Promise<number> {
   });
 }
 
-/**
- * Starts a child and waits for the first JSON line it prints (or for `ready` in its output).
- * Afterwards its output is drained and dropped: a gateway that logs every request would
- * otherwise have this process (which hosts the relays) rescan an ever-growing text.
- */
-function startChild(child: ChildProcess, ready?: string): Promise<Record<string, string>> {
-  return new Promise((resolve, reject) => {
-    let out = "";
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`child did not start: ${err || out}`)), 60_000);
-    const onErr = (chunk: Buffer) => (err += chunk.toString());
-    const started = (value: Record<string, string>) => {
-      clearTimeout(timer);
-      child.stdout!.off("data", onOut);
-      child.stderr!.off("data", onErr);
-      child.stdout!.resume();
-      child.stderr!.resume();
-      resolve(value);
-    };
-    const onOut = (chunk: Buffer) => {
-      out += chunk.toString();
-      if (ready) return void (out.includes(ready) && started({}));
-      const line = out.split("\n").find((l) => l.startsWith("{"));
-      if (line && out.includes("\n")) started(JSON.parse(line) as Record<string, string>);
-    };
-    child.stdout!.on("data", onOut);
-    child.stderr!.on("data", onErr);
-    child.once("exit", (code) => reject(new Error(`child exited with ${code}: ${err}`)));
-  });
+/** Starts a child and waits for the first JSON line it prints (or for `ready` in its output). */
+function startChild(child: ChildProcess, ready?: RegExp): Promise<Record<string, string>> {
+  return childReady(child, ready ?? "json", "a benchmark child") as Promise<Record<string, string>>;
 }
 
 function load(spec: LlmLoadSpec): Promise<LlmLoadResult> {
@@ -101,7 +76,7 @@ const portkeyScript = fileURLToPath(new URL("../../node_modules/@portkey-ai/gate
 const portkeyShim = new URL("./llm-portkey-shim.js", import.meta.url).href;
 const portkey = spawn(process.execPath, ["--import", portkeyShim, portkeyScript, `--port=${portkeyPort}`, "--headless"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NODE_ENV: "production" } });
 children.push(portkey);
-await startChild(portkey, "Ready for connections");
+await startChild(portkey, /Ready for connections/);
 
 // The relays verify the agent's SVID like Mandate does, so the load presents the same certificate.
 const relayDir = await mkdtemp(join(tmpdir(), "mandate-bench-llm-relay-"));

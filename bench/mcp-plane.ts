@@ -1,5 +1,4 @@
 import "../src/cli/threadpool.js";
-import { rm } from "node:fs/promises";
 import { runCli } from "../src/cli/index.js";
 import { startControlPlane } from "../src/server/index.js";
 import { applyBenchRoles, benchDelegationToken, joinBenchAgent } from "./access.js";
@@ -33,5 +32,6 @@ process.on("message", (m) => {
     const { heapUsed, external } = process.memoryUsage();
     return process.send!({ bytes: heapUsed + external, sessions: plane.context.mcp!.proxy.sessionCount, measuredWithGc: Boolean(gc) });
   }
-  if (m === "close") void plane.close().then(() => rm(dir, { recursive: true, force: true })).then(() => process.send!({ closed: true }, () => process.exit(0)));
+  // The bench removes the directory: it owns it (the durable relay's journal lives there too).
+  if (m === "close") void plane.close().then(() => process.send!({ closed: true }, () => process.exit(0)));
 });

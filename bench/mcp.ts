@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { childReady } from "./child-ready.js";
 import { startHttpsRelay } from "./https-relay.js";
 import type { McpTarget } from "./mcp-client.js";
 import type { InterleavedResult } from "./mcp-interleaved-load.js";
@@ -49,28 +50,7 @@ async function freePort(): Promise<number> {
 
 async function startProcess(command: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  await new Promise<void>((resolve, reject) => {
-    let text = "";
-    const onExit = (code: number | null) => reject(new Error(`${command} ${args.join(" ")} exited ${code}: ${text}`));
-    const onData = (c: Buffer) => {
-      text += c.toString();
-      if (!ready.test(text)) return;
-      // Once started, the output is drained and dropped: server-everything and mcp-proxy log a
-      // line per request, and matching the ever-growing text again on every chunk cost this
-      // process (which hosts the proxies measured) CPU that grew with the run.
-      child.stdout!.off("data", onData);
-      child.stderr!.off("data", onData);
-      child.stdout!.resume();
-      child.stderr!.resume();
-      child.off("exit", onExit);
-      text = "";
-      resolve();
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", onExit);
-    setTimeout(() => reject(new Error(`${args.join(" ")} did not start: ${text}`)), 30_000).unref();
-  });
+  await childReady(child, ready, `${command} ${args.join(" ")}`, 30_000);
   return child;
 }
 
@@ -126,21 +106,7 @@ interface Plane {
 /** A control plane in its own process (bench/mcp-plane.ts), as a deployment runs one. */
 async function startPlane(dir: string, upstream: string): Promise<Plane> {
   const child = fork(join(here, "mcp-plane.js"), [], { execArgv: ["--expose-gc"], stdio: ["ignore", "pipe", "inherit", "ipc"], env: { ...process.env, PLANE_DIR: dir, UPSTREAM_URL: upstream, EVERYTHING } });
-  const ready = await new Promise<Omit<Plane, "child" | "cpu">>((resolve, reject) => {
-    let out = "";
-    const onOut = (c: Buffer) => {
-      out += c.toString();
-      const newline = out.indexOf("\n");
-      if (newline < 0) return;
-      child.stdout!.off("data", onOut);
-      child.stdout!.resume();
-      child.off("exit", onExit);
-      resolve(JSON.parse(out.slice(0, newline)) as Omit<Plane, "child" | "cpu">);
-    };
-    const onExit = (code: number | null) => reject(new Error(`the bench's control plane exited ${code}: ${out}`));
-    child.stdout!.on("data", onOut);
-    child.once("exit", onExit);
-  });
+  const ready = (await childReady(child, "json", "the bench's control plane")) as unknown as Omit<Plane, "child" | "cpu">;
   const cpu = async () => (({ cpu: c }) => c.user + c.system)(await ask<{ cpu: NodeJS.CpuUsage }>(child, "cpu"));
   return { ...ready, child, cpu };
 }

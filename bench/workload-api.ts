@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { loadWorkloadApi } from "../src/agent/workload-api/index.js";
+import { childReady } from "./child-ready.js";
 
 /**
  * The daemon's Workload API, measured the way workloads use it: the control plane and the
@@ -44,22 +45,10 @@ function run(args: string[]): Promise<string> {
 }
 
 /** Starts a long-running `mandate` process and resolves once its stderr/stdout says `ready`. */
-function startProcess(args: string[], ready: RegExp): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error(`mandate ${args[0]} did not start: ${seen}`)), 60_000);
-    const onData = (d: Buffer) => {
-      seen += d;
-      if (ready.test(seen)) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`mandate ${args[0]} exited ${code}: ${seen}`)));
-  });
+async function startProcess(args: string[], ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  await childReady(child, ready, `mandate ${args[0]}`);
+  return child;
 }
 
 async function rssMb(pid: number): Promise<number> {
